@@ -1,0 +1,152 @@
+"""The ``ltkd`` command: ``ltkd train``, ``ltkd datasets``, ``ltkd methods``.
+
+Bad input prints one line, ``ltkd: error: ...``, and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .errors import LtkdError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2 (argparse's own convention)
+        self.exit(2, f"ltkd: error: {message}\n")
+
+
+def _positive_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {s!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {v}")
+    return v
+
+
+def _imbalance(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"imbalance factor must be ≥ 1 (n_max / n_min), got {v:g}")
+    return v
+
+
+def _summary(m: dict) -> str:
+    def f(v):
+        return "  –  " if v is None else f"{100 * v:5.1f}"
+
+    lines = [
+        f"{m['method']} on {m['dataset']} (IF {m['imbalance']:g}), {m['model']}, seed {m['seed']}, "
+        f"profile {m['profile']}, {m['device']}, {m['seconds']:.0f} s",
+        "  overall balanced |  many medium   few |  head middle  tail",
+        f"  {f(m['overall'])}   {f(m['balanced'])}  | {f(m['many'])}  {f(m['medium'])} {f(m['few'])} | "
+        f"{f(m['head'])}  {f(m['middle'])} {f(m['tail'])}",
+        f"  params {m['params']:,}  FLOPs {m['flops']:,} (multiply-add = 2)",
+    ]
+    return "\n".join(lines)
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default="digits", help="digits | fashion-mnist | cifar10 | cifar100 | PATH")
+    p.add_argument("--imbalance", type=_imbalance, default=100.0, help="imbalance factor n_max/n_min (1 = balanced)")
+    p.add_argument("--lt-profile", default="exp", choices=["exp", "step"])
+    p.add_argument("--model", default=None, help="model name (default: the profile's)")
+    p.add_argument("--epochs", type=_positive_int, default=None, help="stage-1 epochs (default: the profile's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--profile", default=None, choices=["quick", "paper"], help="default: $LTKD_PROFILE or quick")
+    p.add_argument("--device", default=None, help="cpu | cuda | mps (default: $LTKD_DEVICE, else the best there is)")
+    p.add_argument("--out", default="runs/latest", help="output folder for metrics.json and model.pt")
+    p.add_argument("--fusion-ratio", type=float, default=None, help="H2T: fraction of channels fused (default 0.25)")
+    p.add_argument("--json", action="store_true", help="print metrics.json instead of the table")
+
+
+def _options(args) -> dict:
+    opts = {}
+    if getattr(args, "fusion_ratio", None) is not None:
+        if not 0 <= args.fusion_ratio <= 1:
+            raise LtkdError(f"--fusion-ratio must be in [0, 1], got {args.fusion_ratio}")
+        opts["fusion_ratio"] = args.fusion_ratio
+    return opts
+
+
+def cmd_train(args) -> int:
+    from .experiment import run
+
+    metrics, _ = run(
+        method=args.method, dataset=args.dataset, imbalance=args.imbalance, model=args.model,
+        epochs=args.epochs, seed=args.seed, profile=args.profile, out=args.out, device=args.device,
+        options=_options(args), lt_profile=args.lt_profile,
+    )  # fmt: skip
+    if args.json:
+        print(json.dumps({k: v for k, v in metrics.items() if k != "history"}, indent=2))
+    else:
+        print(_summary(metrics))
+        print(f"  wrote {args.out}/metrics.json and {args.out}/model.pt")
+    return 0
+
+
+def cmd_datasets(args) -> int:
+    from .data import SOURCES, available
+
+    av = available()
+    w = max(map(len, SOURCES))
+    for name, desc in SOURCES.items():
+        print(f"{name:<{w}}  {av[name]}\n{'':<{w}}  {desc}")
+    return 0
+
+
+def cmd_methods(args) -> int:
+    from .methods import METHODS, _load_all
+
+    _load_all()
+    w = max(map(len, METHODS))
+    for name in sorted(METHODS):
+        print(f"{name:<{w}}  {METHODS[name].description}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="ltkd", description="Long-tailed recognition and knowledge distillation, the book's helper.")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+    t = sub.add_parser("train", help="train a method and write metrics.json")
+    t.add_argument("--method", default="ce", help="ce | crt | ... (see `ltkd methods`)")
+    _add_run_args(t)
+    t.set_defaults(func=cmd_train)
+    sub.add_parser("datasets", help="list data sources and whether they are here").set_defaults(func=cmd_datasets)
+    sub.add_parser("methods", help="list methods").set_defaults(func=cmd_methods)
+    for hook in _EXTRA_COMMANDS:
+        hook(sub)
+    return p
+
+
+# Method files add sub-commands (e.g. `ltkd distill`) by appending a function(sub) here.
+_EXTRA_COMMANDS: list = []
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        from . import methods
+
+        methods._load_all()
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
+        return args.func(args)
+    except LtkdError as e:
+        print(f"ltkd: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ltkd: interrupted (checkpoints in OUT/checkpoints resume the run)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

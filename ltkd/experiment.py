@@ -1,0 +1,168 @@
+"""One experiment end to end: data → long tail → model → the method's stages → metrics.json.
+
+``ltkd train`` is a thin wrapper around :func:`run`; notebooks call it too when they want a
+whole method in one line, and :func:`run_stages` when they already hold a stage-1 model.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .data import ImageData, load, long_tail
+from .errors import LtkdError
+from .methods import Context, Recipe, get_method
+from .metrics import accuracy_report, count_flops, count_params
+from .models import build_model, set_head
+from .profiles import Profile, get_profile
+from .train import fit, get_device, predict, save_model
+
+__all__ = ["run", "run_stages", "prepare_data", "evaluate", "environment"]
+
+
+def prepare_data(dataset: str = "digits", imbalance: float = 100, lt_profile: str = "exp",
+                 n_max: int | None = None) -> tuple[ImageData, ImageData]:  # fmt: skip
+    """(long-tailed train, balanced test) for a source. Data subsampling uses seed 0, the
+    CIFAR-LT benchmark's fixed draw, so every training seed sees the same images."""
+    if imbalance is None or imbalance < 1:
+        raise LtkdError(f"imbalance factor must be ≥ 1, got {imbalance}")
+    train, test = load(dataset)
+    return long_tail(train, imbalance, lt_profile, n_max=n_max, seed=0), test
+
+
+def run_stages(
+    recipe: Recipe,
+    model: nn.Module,
+    train: ImageData,
+    profile: Profile,
+    *,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    options: dict[str, Any] | None = None,
+    skip: int = 0,
+    progress: bool | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+) -> list[dict]:
+    """Run ``recipe``'s stages (from index ``skip``) on ``model``; return the per-epoch logs."""
+    dev = get_device(device) if not isinstance(device, torch.device) else device
+    ctx = Context(train=train, profile=profile, device=dev, seed=seed, options=dict(options or {}))
+    logs: list[dict] = []
+    for i, stage in enumerate(recipe.stages):
+        if i < skip:
+            continue
+        cfg = getattr(profile, stage.config)
+        if stage.head is not None:
+            set_head(model, stage.head)
+        sampler = stage.sampler(ctx) if callable(stage.sampler) else stage.sampler
+        objective = stage.objective(ctx)
+        ck = Path(checkpoint_dir) / f"{stage.name}.ckpt" if checkpoint_dir else None
+        hist = fit(model, objective, train, cfg, sampler=sampler, trainable=stage.trainable, bn=stage.bn,
+                   device=dev, seed=seed + 1000 * i, progress=progress, desc=f"{recipe.name}:{stage.name}",
+                   checkpoint=ck)  # fmt: skip
+        logs += [{"stage": stage.name, **row} for row in hist]
+    return logs
+
+
+def evaluate(model: nn.Module, test: ImageData, train_counts, device=None) -> dict:
+    """Accuracy report of ``model`` on ``test`` with groups from ``train_counts``."""
+    logits = predict(model, test, device)
+    return accuracy_report(logits, test.labels, train_counts)
+
+
+def environment(device: torch.device) -> dict:
+    env = {"torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform()}
+    if device.type == "cuda":
+        env["device_name"] = torch.cuda.get_device_name(device)
+    else:
+        env["device_name"] = platform.processor() or platform.machine()
+        env["threads"] = torch.get_num_threads()
+    return env
+
+
+def run(
+    method: str = "ce",
+    dataset: str = "digits",
+    imbalance: float = 100,
+    model: str | None = None,
+    epochs: int | None = None,
+    seed: int = 0,
+    profile: str | Profile | None = None,
+    out: str | os.PathLike | None = None,
+    device: str | None = None,
+    options: dict[str, Any] | None = None,
+    progress: bool | None = None,
+    lt_profile: str = "exp",
+    data: tuple[ImageData, ImageData] | None = None,
+    stage1_state: dict | None = None,
+) -> tuple[dict, nn.Module]:
+    """Train ``method`` on ``dataset``-LT and return ``(metrics, model)``.
+
+    With ``out``, writes ``out/metrics.json`` and ``out/model.pt`` (and per-stage checkpoints
+    while training, so an interrupted run resumes where it stopped). ``stage1_state`` (a
+    state dict of a finished stage 1 of the same model) skips stage 1 — e.g. cRT on the
+    CE model a notebook already trained.
+    """
+    t0 = time.perf_counter()
+    recipe = get_method(method)
+    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    train, test = data if data is not None else prepare_data(dataset, imbalance, lt_profile)
+    prof = prof.for_dataset(train.name)
+    if epochs is not None:
+        prof = prof.with_epochs(epochs)
+    dev = get_device(device)
+    model_name = model or prof.model
+    torch.manual_seed(seed)
+    net = build_model(model_name, train.num_classes, train.in_channels, head=recipe.head)
+    skip = 0
+    if stage1_state is not None:
+        net.load_state_dict(stage1_state)
+        skip = 1
+    outdir = Path(out) if out else None
+    if outdir:
+        outdir.mkdir(parents=True, exist_ok=True)
+    logs = run_stages(recipe, net, train, prof, seed=seed, device=dev, options=options, skip=skip,
+                      progress=progress, checkpoint_dir=outdir / "checkpoints" if outdir else None)  # fmt: skip
+    report = evaluate(net, test, train.counts, dev)
+    metrics = {
+        **report,
+        "train_counts": [int(c) for c in train.counts],
+        "dataset": train.name,
+        "imbalance": imbalance,
+        "lt_profile": lt_profile,
+        "method": method,
+        "model": model_name,
+        "seed": seed,
+        "profile": prof.name,
+        "epochs": prof.stage1.epochs,
+        "stage_epochs": {s.name: getattr(prof, s.config).epochs for s in recipe.stages},
+        "params": count_params(net),
+        "flops": count_flops(net, tuple(train.images.shape[1:])),
+        "flops_convention": "one multiply-add = 2 FLOPs, one image, forward pass",
+        "device": str(dev),
+        "environment": environment(dev),
+        "options": {k: v for k, v in (options or {}).items() if isinstance(v, (int, float, str, bool))},
+        "seconds": round(time.perf_counter() - t0, 2),
+        "history": logs,
+    }
+    if outdir:
+        save_model(net, outdir / "model.pt", arch=model_name, num_classes=train.num_classes,
+                   in_channels=train.in_channels, head=type(net.head).__name__, method=method)  # fmt: skip
+        tmp = outdir / "metrics.json.tmp"
+        tmp.write_text(json.dumps(metrics, indent=2))
+        os.replace(tmp, outdir / "metrics.json")
+        for f in (outdir / "checkpoints").glob("*.ckpt"):
+            f.unlink()
+    return metrics, net
+
+
+def clone_state(model: nn.Module) -> dict:
+    """A detached copy of a model's state dict (to reuse a stage-1 model for several stage 2s)."""
+    return copy.deepcopy(model.state_dict())

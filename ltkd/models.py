@@ -1,0 +1,187 @@
+"""Models for small images: the CIFAR ResNet family, a fast 6-conv net, and swappable heads.
+
+Every model has the same three parts, so every method can reach the piece it needs:
+
+* ``model.features(x)`` — the last feature map before pooling (B×C×h×w; H2T fuses these),
+* ``model.embed(x)``    — the pooled embedding (B×D; GCL's cosine head and UMAP use these),
+* ``model.head``        — the classifier, a :class:`LinearHead` or :class:`CosineHead`,
+  replaceable with :func:`set_head` (cRT re-trains only this).
+
+``model(x) == model.head(model.embed(x))``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import LtkdError
+
+__all__ = ["LinearHead", "CosineHead", "ResNet", "ConvNet", "MODELS", "build_model", "set_head", "make_head"]
+
+
+# --------------------------------------------------------------------------------------
+# Heads
+# --------------------------------------------------------------------------------------
+class LinearHead(nn.Linear):
+    """The usual linear classifier z = W f + b."""
+
+
+class CosineHead(nn.Module):
+    """Normalised linear classifier: z_j = s · cos θ_j = s · ⟨f/‖f‖, w_j/‖w_j‖⟩.
+
+    With the default ``scale=1`` it returns cos θ itself; GCL's loss (``ltkd.methods.gcl``)
+    applies its own scale and clouds. The argmax, and so accuracy, does not depend on s.
+    """
+
+    def __init__(self, in_features: int, out_features: int, scale: float = 1.0):
+        super().__init__()
+        self.in_features, self.out_features, self.scale = in_features, out_features, scale
+        self.weight = nn.Parameter(torch.empty(out_features, in_features))
+        nn.init.kaiming_uniform_(self.weight, a=5**0.5)
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return self.scale * F.linear(F.normalize(f, dim=1), F.normalize(self.weight, dim=1))
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, scale={self.scale}"
+
+
+def make_head(kind: str, in_features: int, num_classes: int) -> nn.Module:
+    if kind == "linear":
+        return LinearHead(in_features, num_classes)
+    if kind == "cosine":
+        return CosineHead(in_features, num_classes)
+    raise LtkdError(f"unknown head {kind!r}; choose 'linear' or 'cosine'")
+
+
+def set_head(model: nn.Module, kind: str = "linear") -> nn.Module:
+    """Replace ``model.head`` with a freshly initialised head of ``kind`` (on the same device)."""
+    old = model.head
+    dev = next(old.parameters()).device
+    model.head = make_head(kind, old.in_features, old.out_features).to(dev)
+    return model.head
+
+
+class _Backbone(nn.Module):
+    """Shared plumbing: embed = pool(features); forward = head(embed)."""
+
+    head: nn.Module
+    feature_dim: int
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @staticmethod
+    def pool(fmap: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(F.adaptive_avg_pool2d(fmap, 1), 1)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.features(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(x))
+
+    def backbone_parameters(self):
+        head = {id(p) for p in self.head.parameters()}
+        return [p for p in self.parameters() if id(p) not in head]
+
+
+# --------------------------------------------------------------------------------------
+# ResNets for small images
+# --------------------------------------------------------------------------------------
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or cin != cout:  # option B: 1×1 projection (as in mdistiller's CIFAR ResNets)
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class ResNet(_Backbone):
+    """CIFAR-style ResNet (He et al. 2016, §4.2): a 3×3 stem, three stages of basic blocks.
+
+    ``depth`` = 6n + 2 gives n blocks per stage (resnet8: 1, resnet20: 3, resnet32: 5,
+    resnet56: 9); ``widths`` = (stem, stage1, stage2, stage3), (16, 16, 32, 64) for the thin
+    family and (32, 64, 128, 256) for resnet8x4 / resnet32x4. Projection shortcuts where the
+    shape changes, so resnet32 has 0.47 M parameters (0.46 M with LDAM's zero-padding shortcut).
+    """
+
+    def __init__(self, depth: int = 32, num_classes: int = 10, in_channels: int = 3,
+                 widths: tuple[int, int, int, int] = (16, 16, 32, 64), head: str = "linear"):  # fmt: skip
+        super().__init__()
+        if (depth - 2) % 6 != 0:
+            raise LtkdError(f"ResNet depth must be 6n+2 (8, 20, 32, 56, 110), got {depth}")
+        n = (depth - 2) // 6
+        self.conv1 = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(widths[0])
+        layers, cin = [], widths[0]
+        for stage, w in enumerate(widths[1:]):
+            for b in range(n):
+                layers.append(BasicBlock(cin, w, 2 if (stage > 0 and b == 0) else 1))
+                cin = w
+        self.layers = nn.Sequential(*layers)
+        self.feature_dim = cin
+        self.head = make_head(head, cin, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(F.relu(self.bn1(self.conv1(x))))
+
+
+class ConvNet(_Backbone):
+    """A plain 6-conv net (three stages of two 3×3 conv-BN-ReLU, 2×2 max-pool between stages).
+
+    The ``quick`` profile's model: about 10× cheaper than ResNet-8 on 28×28 images, so a
+    chapter trains on Fashion-MNIST-LT in seconds per epoch on two CPU cores.
+    """
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, width: int = 16, head: str = "linear"):
+        super().__init__()
+        w = (width, 2 * width, 4 * width)
+        layers, cin = [], in_channels
+        for i, c in enumerate(w):
+            if i > 0:
+                layers.append(nn.MaxPool2d(2))
+            for _ in range(2):
+                layers += [nn.Conv2d(cin, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
+                cin = c
+        self.body = nn.Sequential(*layers)
+        self.feature_dim = cin
+        self.head = make_head(head, cin, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+MODELS = {
+    "cnn6": lambda **k: ConvNet(width=16, **k),
+    "cnn6x2": lambda **k: ConvNet(width=32, **k),
+    "resnet8": lambda **k: ResNet(8, **k),
+    "resnet20": lambda **k: ResNet(20, **k),
+    "resnet32": lambda **k: ResNet(32, **k),
+    "resnet56": lambda **k: ResNet(56, **k),
+    "resnet8x4": lambda **k: ResNet(8, widths=(32, 64, 128, 256), **k),
+    "resnet32x4": lambda **k: ResNet(32, widths=(32, 64, 128, 256), **k),
+}
+
+
+def build_model(name: str, num_classes: int = 10, in_channels: int = 3, head: str = "linear") -> nn.Module:
+    """A model from :data:`MODELS` by name, e.g. ``build_model("resnet32", 100, 3)``."""
+    if name not in MODELS:
+        raise LtkdError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    if num_classes < 2:
+        raise LtkdError(f"need at least two classes, got {num_classes}")
+    return MODELS[name](num_classes=num_classes, in_channels=in_channels, head=head)

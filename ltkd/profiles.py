@@ -1,0 +1,103 @@
+"""Profiles: ``quick`` (minutes on two CPU cores: CI and the published book) and ``paper``.
+
+Read once from the ``LTKD_PROFILE`` environment variable (default ``quick``); a notebook's
+``parameters`` cell or a command-line flag may override single values with
+``profile.replace(epochs=...)``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+
+from .errors import LtkdError
+
+__all__ = ["Profile", "PROFILES", "get_profile", "TrainConfig"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training stage's optimiser and schedule (SGD with momentum; warm-up, then cosine or step).
+
+    The learning rate is stepped every iteration; ``warmup_epochs`` and ``milestones`` are in
+    epochs.
+    """
+
+    epochs: int = 6
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    nesterov: bool = False
+    warmup_epochs: float = 1
+    schedule: str = "cosine"  # "cosine" | "step" | "constant"
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+    mixup: float = 0.0  # Beta(α, α) mixup; 0 = off
+
+    def replace(self, **kw) -> TrainConfig:
+        return replace(self, **kw)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Everything a run needs besides the method: model, stage-1 and stage-2 training."""
+
+    name: str
+    model: str
+    stage1: TrainConfig
+    stage2: TrainConfig
+    eval_batch_size: int = 1024
+    notes: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def replace(self, **kw) -> Profile:
+        return replace(self, **kw)
+
+    def for_dataset(self, dataset: str) -> Profile:
+        """This profile with the overrides it keeps for ``dataset`` (tiny sets need more epochs)."""
+        over = self.extra.get("per_dataset", {}).get(dataset)
+        if not over:
+            return self
+        return replace(
+            self,
+            stage1=self.stage1.replace(**over.get("stage1", {})),
+            stage2=self.stage2.replace(**over.get("stage2", {})),
+        )
+
+    def with_epochs(self, epochs: int) -> Profile:
+        if epochs <= 0:
+            raise LtkdError(f"epochs must be positive, got {epochs}")
+        return replace(self, stage1=self.stage1.replace(epochs=epochs))
+
+
+PROFILES = {
+    "quick": Profile(
+        name="quick",
+        model="cnn6",
+        stage1=TrainConfig(epochs=6, batch_size=128, lr=0.1, weight_decay=5e-4, warmup_epochs=1, schedule="cosine"),
+        stage2=TrainConfig(epochs=3, batch_size=128, lr=0.02, weight_decay=5e-4, warmup_epochs=0, schedule="cosine"),
+        notes="a 6-conv net, 6 epochs + 3 of classifier re-training: about a minute on Fashion-MNIST-LT on 2 CPU cores",
+        # scikit-learn's digits-LT has ~350 images: more, smaller steps so a run still learns (~5 s)
+        extra={"per_dataset": {"digits": {"stage1": {"epochs": 30, "batch_size": 32},
+                                          "stage2": {"epochs": 10, "batch_size": 32}}}},
+    ),
+    "paper": Profile(
+        name="paper",
+        model="resnet32",
+        stage1=TrainConfig(
+            epochs=200, batch_size=128, lr=0.1, weight_decay=2e-4, warmup_epochs=5,
+            schedule="step", milestones=(160, 180), gamma=0.1,
+        ),  # fmt: skip
+        stage2=TrainConfig(epochs=10, batch_size=128, lr=0.02, weight_decay=2e-4, warmup_epochs=0, schedule="cosine"),
+        notes="the CIFAR-LT recipe (Cao et al. 2019; GCL; H2T): ResNet-32, 200 epochs, for a GPU",
+    ),
+}
+
+
+def get_profile(name: str | None = None) -> Profile:
+    """The named profile, else ``$LTKD_PROFILE``, else ``quick``."""
+    name = name or os.environ.get("LTKD_PROFILE", "quick")
+    if name not in PROFILES:
+        raise LtkdError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
+    return PROFILES[name]

@@ -1,0 +1,336 @@
+"""The engine: one seeded, device-agnostic loop that trains a model under an objective.
+
+An *objective* is any ``nn.Module`` whose ``forward(model, x, y)`` returns
+``(logits, {name: loss})``; the engine sums the losses, logs each, and never asks which
+method it is running. :class:`LossObjective` turns a plain criterion ``f(logits, y)`` into
+one (with optional mixup); distillers and H2T are objectives too. An objective may define
+``on_epoch(epoch, epochs)`` (deferred re-weighting, KD warm-up use it).
+
+Two-stage decoupled training (Kang et al. 2020, cRT) is :func:`fit` again with
+``trainable="head"``: the backbone is frozen (its BatchNorm in eval mode unless
+``bn="train"``) and only ``model.head`` learns, usually under a class-balanced sampler.
+Chapter 1 uses both stages.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import ClassSampler, ImageData, TensorLoader
+from .errors import LtkdError
+from .profiles import TrainConfig
+
+__all__ = [
+    "get_device",
+    "seed_everything",
+    "LossObjective",
+    "fit",
+    "predict",
+    "embeddings",
+    "save_model",
+    "load_model_state",
+    "progress_enabled",
+]
+
+
+# --------------------------------------------------------------------------------------
+# Device, seeds, progress
+# --------------------------------------------------------------------------------------
+def get_device(preferred: str | None = None) -> torch.device:
+    """``preferred``, else ``$LTKD_DEVICE``, else CUDA, else MPS, else CPU."""
+    name = preferred or os.environ.get("LTKD_DEVICE")
+    if name:
+        try:
+            dev = torch.device(name)
+        except RuntimeError as e:
+            raise LtkdError(f"unknown device {name!r} (try cpu, cuda, cuda:1, mps)") from e
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise LtkdError(f"device {name!r} asked for, but CUDA is not available here")
+        return dev
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch; return a CPU generator for batch order."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def progress_enabled() -> bool:
+    """Bars in a terminal or a notebook; quiet under CI, when piped, or with LTKD_PROGRESS=0."""
+    env = os.environ.get("LTKD_PROGRESS")
+    if env is not None:
+        return env not in ("0", "false", "no", "")
+    if os.environ.get("CI"):
+        return False
+    if "ipykernel" in sys.modules:
+        return True
+    return sys.stderr.isatty()
+
+
+def _tqdm(total: int, desc: str, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not enabled, leave=True, dynamic_ncols=True,
+                file=sys.stderr, unit="epoch")  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------
+# Objectives
+# --------------------------------------------------------------------------------------
+class LossObjective(nn.Module):
+    """``logits = model(x)``; loss = ``criterion(logits, y)``, with optional mixup.
+
+    Mixup (Zhang et al. 2018): x̃ = λ x + (1 − λ) x[perm], λ ~ Beta(α, α); the loss mixes the
+    criterion on both labels with the same λ, so any criterion (GCL, LDAM, …) works.
+    """
+
+    def __init__(self, criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], mixup: float = 0.0,
+                 name: str = "ce"):  # fmt: skip
+        super().__init__()
+        self.criterion = criterion
+        self.mixup = mixup
+        self.name = name
+        if isinstance(criterion, nn.Module):
+            self.add_module("criterion_module", criterion)
+
+    def on_epoch(self, epoch: int, epochs: int) -> None:
+        if hasattr(self.criterion, "on_epoch"):
+            self.criterion.on_epoch(epoch, epochs)
+
+    def forward(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor):
+        if self.training and self.mixup > 0:
+            lam = float(np.random.beta(self.mixup, self.mixup))
+            perm = torch.randperm(len(x), device=x.device)
+            logits = model(lam * x + (1 - lam) * x[perm])
+            loss = lam * self.criterion(logits, y) + (1 - lam) * self.criterion(logits, y[perm])
+            return logits, {self.name: loss}
+        logits = model(x)
+        return logits, {self.name: self.criterion(logits, y)}
+
+
+# --------------------------------------------------------------------------------------
+# Schedules and checkpoints
+# --------------------------------------------------------------------------------------
+def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
+    """Linear warm-up, then cosine to 0 or ×γ steps at the milestones; stepped per iteration."""
+    from torch.optim import lr_scheduler as S
+
+    total = max(1, cfg.epochs * steps_per_epoch)
+    warm = int(round(cfg.warmup_epochs * steps_per_epoch))
+    warm = min(warm, total - 1) if total > 1 else 0
+    if cfg.schedule == "cosine":
+        main = S.CosineAnnealingLR(opt, T_max=max(1, total - warm))
+    elif cfg.schedule == "step":
+        main = S.MultiStepLR(opt, [m * steps_per_epoch - warm for m in cfg.milestones], cfg.gamma)
+    elif cfg.schedule == "constant":
+        main = S.ConstantLR(opt, factor=1.0, total_iters=0)
+    else:
+        raise LtkdError(f"unknown schedule {cfg.schedule!r}; choose cosine, step or constant")
+    if warm <= 0:
+        return main
+    return S.SequentialLR(opt, [S.LinearLR(opt, 1.0 / (warm + 1), 1.0, total_iters=warm), main], [warm])
+
+
+def _atomic_save(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def save_model(model: nn.Module, path: str | os.PathLike, **meta) -> None:
+    """Save a state dict plus the facts needed to rebuild the model (name, classes, channels, head)."""
+    _atomic_save({"state_dict": model.state_dict(), **meta}, Path(path))
+
+
+def load_model_state(path: str | os.PathLike, map_location="cpu") -> dict:
+    """Load a checkpoint written by :func:`save_model` safely (``weights_only=True``)."""
+    p = Path(path)
+    if not p.is_file():
+        raise LtkdError(f"checkpoint {p} not found")
+    try:
+        ck = torch.load(p, map_location=map_location, weights_only=True)
+    except Exception as e:
+        raise LtkdError(f"cannot read checkpoint {p}: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from e
+    if not isinstance(ck, dict) or "state_dict" not in ck:
+        raise LtkdError(f"{p} is not an ltkd checkpoint (no state_dict); save one with ltkd train")
+    return ck
+
+
+# --------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------
+def fit(
+    model: nn.Module,
+    objective: nn.Module,
+    data: ImageData,
+    config: TrainConfig,
+    *,
+    sampler: ClassSampler | str | None = None,
+    trainable: str = "all",
+    bn: str = "train",
+    device: torch.device | str | None = None,
+    seed: int = 0,
+    checkpoint: str | os.PathLike | None = None,
+    progress: bool | None = None,
+    desc: str = "train",
+    augment: bool = True,
+    channels_last: bool = False,
+    on_epoch_end: Callable[[int, dict], None] | None = None,
+) -> list[dict]:
+    """Train ``model`` under ``objective`` on ``data``; return one log dict per epoch.
+
+    * ``sampler``: a :class:`~ltkd.data.ClassSampler` or one of ``instance``,
+      ``class-balanced``, ``sqrt`` (default instance).
+    * ``trainable="head"`` freezes everything but ``model.head`` (cRT's stage 2); then
+      ``bn="frozen"`` (default for head-only) keeps backbone BatchNorm statistics fixed and
+      ``bn="train"`` lets them keep updating (as H2T's published stage 2 does).
+    * ``checkpoint``: a file written atomically after every epoch; if it exists when ``fit``
+      starts, training resumes from it (model, optimiser, schedule, RNG state).
+    * Mixed precision (bf16 autocast) on CUDA. Losses are summed on the device and read once
+      per epoch, so there is no host synchronisation per step.
+    """
+    if config.epochs <= 0:
+        raise LtkdError(f"epochs must be positive, got {config.epochs}")
+    if trainable not in ("all", "head"):
+        raise LtkdError(f"trainable must be 'all' or 'head', got {trainable!r}")
+    dev = get_device(device) if not isinstance(device, torch.device) else device
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    if sampler is None or isinstance(sampler, str):
+        sampler = ClassSampler.of(sampler or "instance", data.labels, data.num_classes)
+    loader = TensorLoader(data, config.batch_size, sampler, train=augment, device=dev, generator=gen,
+                          channels_last=channels_last)  # fmt: skip
+    model.to(dev)
+    objective.to(dev)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    if hasattr(objective, "mixup") and config.mixup:
+        objective.mixup = config.mixup
+
+    head_ids = {id(p) for p in model.head.parameters()}
+    saved_flags = {p: p.requires_grad for p in model.parameters()}
+    if trainable == "head":
+        for p in model.parameters():
+            p.requires_grad_(id(p) in head_ids)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+                          nesterov=config.nesterov)  # fmt: skip
+    sched = _scheduler(opt, config, len(loader))
+    history: list[dict] = []
+    start = 0
+    ck_path = Path(checkpoint) if checkpoint else None
+    if ck_path is not None and ck_path.is_file():
+        ck = torch.load(ck_path, map_location=dev, weights_only=True)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        gen.set_state(ck["generator"])
+        loader.aug_generator.set_state(ck["aug_generator"].to(loader.aug_generator.get_state().device))
+        torch.set_rng_state(ck["torch_rng"])
+        history = list(ck.get("history_rows", []))
+        start = int(ck["epoch"])
+
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else nullcontext()
+    enabled = progress_enabled() if progress is None else progress
+    bar = _tqdm(config.epochs, desc, enabled)
+    bar.update(start)
+    try:
+        for epoch in range(start, config.epochs):
+            t0 = time.perf_counter()
+            model.train()
+            objective.train()
+            if trainable == "head" and bn != "train":
+                for name, m in model.named_modules():
+                    if m is not model and not name.startswith("head"):
+                        m.eval()
+            if hasattr(objective, "on_epoch"):
+                objective.on_epoch(epoch, config.epochs)
+            sums: dict[str, torch.Tensor] = {}
+            correct = torch.zeros((), device=dev)
+            seen = 0
+            for x, y, _ in loader:
+                with amp:
+                    logits, losses = objective(model, x, y)
+                    loss = sum(losses.values())
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                for k, v in losses.items():
+                    sums[k] = sums.get(k, 0) + v.detach().float() * len(y)
+                correct += (logits.detach().argmax(1) == y).sum()
+                seen += len(y)
+            row = {k: float(v) / seen for k, v in sums.items()}
+            row["loss"] = sum(row.values())
+            if not math.isfinite(row["loss"]):
+                raise LtkdError(
+                    f"training diverged at epoch {epoch + 1} (loss {row['loss']}); lower the learning rate"
+                )
+            row.update(epoch=epoch + 1, train_acc=float(correct) / seen, lr=opt.param_groups[0]["lr"],
+                       seconds=time.perf_counter() - t0)  # fmt: skip
+            history.append(row)
+            bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['train_acc']:.3f}")
+            bar.update(1)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch + 1, row)
+            if ck_path is not None:
+                _atomic_save(
+                    {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                     "generator": gen.get_state(), "aug_generator": loader.aug_generator.get_state().cpu(),
+                     "torch_rng": torch.get_rng_state(), "epoch": epoch + 1, "history_rows": history},
+                    ck_path,
+                )  # fmt: skip
+    finally:
+        bar.close()
+        for p, flag in saved_flags.items():
+            p.requires_grad_(flag)
+    model.eval()
+    return history
+
+
+@torch.no_grad()
+def _batches(fn, model: nn.Module, data: ImageData, device=None, batch_size: int = 1024):
+    dev = get_device(device) if not isinstance(device, torch.device) else device
+    model.to(dev)
+    was = model.training
+    model.eval()
+    loader = TensorLoader(data, batch_size, train=False, device=dev)
+    out = [fn(model, x).float().cpu() for x, _, _ in loader]
+    model.train(was)
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def predict(model: nn.Module, data: ImageData, device=None, batch_size: int = 1024) -> torch.Tensor:
+    """Logits for every image of ``data`` (in order), on the CPU; no augmentation."""
+    return _batches(lambda m, x: m(x), model, data, device, batch_size)
+
+
+def embeddings(model: nn.Module, data: ImageData, device=None, batch_size: int = 1024) -> torch.Tensor:
+    """Pooled penultimate embeddings (``model.embed``) of every image, on the CPU."""
+    return _batches(lambda m, x: m.embed(x), model, data, device, batch_size)
+
+
+def soft_targets(model: nn.Module, data: ImageData, device=None, temperature: float = 1.0) -> torch.Tensor:
+    """Softmax(logits / T) for every image: what a teacher says about each one."""
+    return F.softmax(predict(model, data, device) / temperature, dim=1)
