@@ -1,0 +1,158 @@
+"""Plots and tables the chapters share (matplotlib; pandas for tables).
+
+Nothing in the rest of ``ltkd`` imports this module, so the package trains without a display.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .data import rank_groups, shot_groups
+
+__all__ = [
+    "plot_counts",
+    "plot_per_class",
+    "plot_confusion",
+    "group_table",
+    "mean_std_table",
+    "GROUP_COLOURS",
+]
+
+GROUP_COLOURS = {"head": "#1f77b4", "middle": "#ff7f0e", "tail": "#d62728"}
+
+
+def _group_of(counts) -> list[str]:
+    g = rank_groups(counts)
+    out = [""] * len(counts)
+    for name, idx in g.items():
+        for i in idx:
+            out[i] = name
+    return out
+
+
+def plot_counts(counts, classes: Sequence[str] | None = None, ax=None, title: str = "Training images per class",
+                log: bool = True):  # fmt: skip
+    """Bar plot of class counts (log scale), bars coloured head / middle / tail by rank."""
+    import matplotlib.pyplot as plt
+
+    counts = np.asarray(counts)
+    classes = list(classes) if classes is not None else [str(i) for i in range(len(counts))]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(max(6, 0.55 * len(counts)), 3.6))
+    groups = _group_of(counts)
+    ax.bar(range(len(counts)), counts, color=[GROUP_COLOURS[g] for g in groups])
+    for i, c in enumerate(counts):
+        ax.text(i, c, f"{c:,}", ha="center", va="bottom", fontsize=8)
+    if log:
+        ax.set_yscale("log")
+    ax.set_xticks(range(len(counts)), classes, rotation=45 if len(counts) <= 20 else 90, ha="right", fontsize=8)
+    ax.set_ylabel("images" + (" (log scale)" if log else ""))
+    ax.set_title(title)
+    from matplotlib.patches import Patch
+
+    ax.legend(handles=[Patch(color=c, label=f"{g} third") for g, c in GROUP_COLOURS.items()], fontsize=8)
+    return ax
+
+
+def plot_per_class(accs: dict[str, Sequence[float]], counts, classes: Sequence[str] | None = None, ax=None,
+                   title: str = "Per-class test accuracy against training frequency"):  # fmt: skip
+    """Per-class accuracy of one or more models (dict label → accuracies) against class count (log x)."""
+    import matplotlib.pyplot as plt
+
+    counts = np.asarray(counts)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 4))
+    for label, acc in accs.items():
+        acc = np.asarray([np.nan if a is None else a for a in acc], float)
+        order = np.argsort(counts)
+        ax.plot(counts[order], acc[order], "o-", label=label, alpha=0.85)
+    if classes is not None:
+        first = np.asarray([np.nan if a is None else a for a in next(iter(accs.values()))], float)
+        for i, name in enumerate(classes):
+            ax.annotate(str(name), (counts[i], first[i]), fontsize=7, xytext=(3, -9), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("training images of the class (log scale)")
+    ax.set_ylabel("test accuracy")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title)
+    return ax
+
+
+def plot_confusion(cm: np.ndarray, classes: Sequence[str] | None = None, ax=None, title: str = "Confusion matrix",
+                   normalise: bool = True):  # fmt: skip
+    """Confusion matrix (rows: true class, ordered as given; columns: predicted), row-normalised."""
+    import matplotlib.pyplot as plt
+
+    cm = np.asarray(cm, float)
+    if normalise:
+        cm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    n = len(cm)
+    classes = list(classes) if classes is not None else [str(i) for i in range(n)]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(0.5 * n + 2, 0.5 * n + 1.5))
+    im = ax.imshow(cm, cmap="Blues", vmin=0, vmax=1 if normalise else None)
+    if n <= 20:
+        for i in range(n):
+            for j in range(n):
+                if cm[i, j] >= 0.01:
+                    ax.text(j, i, f"{cm[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                            color="white" if cm[i, j] > 0.6 else "black")  # fmt: skip
+    ax.set_xticks(range(n), classes, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(n), classes, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    ax.figure.colorbar(im, ax=ax, fraction=0.046)
+    return ax
+
+
+GROUP_KEYS = ("overall", "balanced", "many", "medium", "few", "head", "middle", "tail")
+
+
+def group_table(reports: dict[str, dict], keys: Sequence[str] = GROUP_KEYS, percent: bool = True):
+    """A DataFrame: one row per model (dict label → accuracy report), one column per group."""
+    import pandas as pd
+
+    rows = {}
+    for label, r in reports.items():
+        rows[label] = {k: (None if r.get(k) is None else (100 * r[k] if percent else r[k])) for k in keys}
+    df = pd.DataFrame.from_dict(rows, orient="index")
+    return df.round(1) if percent else df
+
+
+def mean_std_table(runs: dict[str, list[dict]], keys: Sequence[str] = GROUP_KEYS):
+    """A DataFrame of "mean ± std" strings (percent) over seeds: runs = label → list of reports.
+
+    Empty groups (None in every seed) show as "–". std is the sample standard deviation (n − 1).
+    """
+    import pandas as pd
+
+    rows = {}
+    for label, reps in runs.items():
+        row = {}
+        for k in keys:
+            vals = [r[k] for r in reps if r.get(k) is not None]
+            if not vals:
+                row[k] = "–"
+                continue
+            v = 100 * np.asarray(vals, float)
+            sd = v.std(ddof=1) if len(v) > 1 else 0.0
+            row[k] = f"{v.mean():.1f} ± {sd:.1f}"
+        row["seeds"] = len(reps)
+        rows[label] = row
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def groups_note(counts) -> str:
+    """One line saying how the groups of ``counts`` were formed and their sizes."""
+    s = shot_groups(counts)
+    r = rank_groups(counts)
+    return (
+        f"many/medium/few = {len(s['many'])}/{len(s['medium'])}/{len(s['few'])} classes "
+        f"(>100, 20–100, <20 training images); head/middle/tail thirds by rank = "
+        f"{len(r['head'])}/{len(r['middle'])}/{len(r['tail'])} classes"
+    )
