@@ -1,0 +1,279 @@
+"""GCL — Gaussian clouded logit adjustment (Li, Cheung & Lu, CVPR 2022) and the angular form of
+its journal extension ("Adjusting logit in Gaussian form", IEEE TAI 2024).
+
+Chapter 2 (``notebooks/02_gaussian_clouded_logits.ipynb``) builds everything here by hand and
+checks it against this file with ``assert_close``. Read top to bottom:
+
+1. :func:`cloud_sizes` — a_j = (log n_max − log n_j) / (log n_max − log n_min) ∈ [0, 1]
+   (0 for the largest class, 1 for the smallest).
+2. :func:`gaussian_noise` — δ_ij ~ N(0, (1/3)²) clipped to [−1, 1], fresh for every sample i and
+   class column j at every training step.
+3. :class:`GCLLoss` — the cosine form (CVPR 2022, eq. for the clouded logit):
+   z_ij = s · (cos θ_ij − ε · |δ_ij| · a_j − m · [j = y_i]), loss CE(z, y). Stage 1: m = 0, s = 30,
+   ε = 0.5; stage 2: m = 0.1, s = 20, ε = 0.5 and the per-sample loss weighted focal-style by
+   (1 − p_y)^γ, γ = 1. The noise is drawn only in training mode; in evaluation mode (and at test
+   time, where the loss is not used at all) the logits are the clean s · cos θ.
+4. :class:`GCLAngularLoss` — the angular form (the authors' code for the journal version): an
+   angular offset Δ_ij = (π/2) · ε · a_j · |δ_ij| plus a margin m on the target,
+   z_ij = s · cos(θ_ij + Δ_ij + m · [j = y_i]), with the ArcFace-style fallback
+   cos θ − sin(Δ)·Δ where θ + Δ would pass π (so the logit keeps falling and stays finite).
+   Defaults m = 0.5, ε = 0.1, s = 30.
+5. :func:`effective_number_weights` / :func:`effective_number_sampler` — GCL's stage-2 "class-based
+   effective number" sampler: β_j = 0.9999 + 1e-5 · a_j, per-image weight
+   w_j = (1 − β_j) / (1 − β_j^{n_j}), images drawn with replacement, so class j is drawn with
+   probability ∝ n_j · w_j (nearly class-balanced). The plain class-balanced sampler is the other
+   choice (``options["gcl_sampler"] = "class-balanced"``; the authors' README uses it).
+6. The stages and recipes: :data:`GCL_STAGE1` (GCL stage 1 on a cosine head; other methods, e.g.
+   ``gcl-h2t``, reuse it), :data:`GCL_STAGE2` (classifier re-training, backbone frozen in eval
+   mode, keeps the stage-1 cosine classifier and fine-tunes it), :data:`GCL_ANGULAR_STAGE1`,
+   :data:`GCL_ANGULAR_STAGE2`; ``ltkd train --method gcl`` and ``--method gcl-angular``.
+
+Options (``Context.options``): ``gcl_eps``, ``gcl_scale``, ``gcl_margin`` override stage 1's ε, s, m;
+``gcl_eps2``, ``gcl_scale2``, ``gcl_margin2``, ``gcl_gamma`` stage 2's; ``gcl_sampler`` =
+``effective-number`` (default) or ``class-balanced``; ``gcl_mixup`` = stage-1 mixup α (default 1.0
+under the ``paper`` profile, as the authors train, and 0 under ``quick``, whose 6 epochs are too few
+for mixup to pay off).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data import ClassSampler
+from ..errors import LtkdError
+from ..train import LossObjective
+from . import Context, Recipe, Stage, register
+
+__all__ = [
+    "cloud_sizes",
+    "gaussian_noise",
+    "GCLLoss",
+    "GCLAngularLoss",
+    "focal_weighting",
+    "effective_number_weights",
+    "effective_number_class_probs",
+    "effective_number_sampler",
+    "cos_plus",
+    "gcl_stage1_objective",
+    "gcl_stage2_objective",
+    "gcl_angular_stage1_objective",
+    "gcl_angular_stage2_objective",
+    "gcl_sampler",
+    "GCL_HEAD",
+    "GCL_STAGE1",
+    "GCL_STAGE2",
+    "GCL_ANGULAR_STAGE1",
+    "GCL_ANGULAR_STAGE2",
+]
+
+NOISE_STD = 1.0 / 3.0
+
+
+# --------------------------------------------------------------------------------------
+# 1–2. Cloud sizes and the clipped Gaussian
+# --------------------------------------------------------------------------------------
+def cloud_sizes(counts) -> torch.Tensor:
+    """a_j = (log n_max − log n_j) / (log n_max − log n_min): 0 for the largest class, 1 for the smallest.
+
+    All zeros when every class has the same count (a balanced set needs no clouds).
+    """
+    n = torch.as_tensor(np.asarray(counts), dtype=torch.float64)
+    if (n <= 0).any():
+        raise LtkdError("cloud sizes need a positive count for every class (drop empty classes first)")
+    gap = torch.log(n.max()) - torch.log(n)
+    span = gap.max()
+    return (gap / span if span > 0 else torch.zeros_like(gap)).float()
+
+
+def gaussian_noise(shape, device=None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """δ ~ N(0, (1/3)²) clipped to [−1, 1] (three standard deviations), one draw per entry."""
+    return (torch.randn(shape, device=device, generator=generator) * NOISE_STD).clamp_(-1.0, 1.0)
+
+
+def focal_weighting(ce: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Per-sample CE weighted by (1 − p_y)^γ with p_y = exp(−CE) (the authors' ``focal_loss``); mean."""
+    if gamma == 0:
+        return ce.mean()
+    p = torch.exp(-ce)
+    return ((1 - p) ** gamma * ce).mean()
+
+
+# --------------------------------------------------------------------------------------
+# 3. The cosine form
+# --------------------------------------------------------------------------------------
+class GCLLoss(nn.Module):
+    """The GCL loss on cos θ (a :class:`~ltkd.models.CosineHead` with scale 1 gives it).
+
+    ``forward(cosine, y)``: z = s · (cos θ − ε·|δ|·a − m·onehot(y)), δ fresh per entry in training
+    mode (no noise in ``eval()`` mode); returns CE(z, y), focal-weighted when ``gamma > 0``.
+    :meth:`logits` gives z itself.
+    """
+
+    def __init__(self, counts, scale: float = 30.0, eps: float = 0.5, margin: float = 0.0, gamma: float = 0.0):
+        super().__init__()
+        self.register_buffer("cloud", cloud_sizes(counts))
+        self.scale, self.eps, self.margin, self.gamma = float(scale), float(eps), float(margin), float(gamma)
+
+    def logits(self, cosine: torch.Tensor, y: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        cosine = cosine.float()
+        if noise is None and self.training and self.eps > 0:
+            noise = gaussian_noise(cosine.shape, device=cosine.device)
+        z = cosine
+        if noise is not None:
+            z = z - self.eps * noise.abs() * self.cloud
+        if self.margin:
+            z = z - self.margin * F.one_hot(y, cosine.shape[1]).to(z.dtype)
+        return self.scale * z
+
+    def forward(self, cosine: torch.Tensor, y: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        z = self.logits(cosine, y, noise)
+        return focal_weighting(F.cross_entropy(z, y, reduction="none"), self.gamma)
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale}, eps={self.eps}, margin={self.margin}, gamma={self.gamma}"
+
+
+# --------------------------------------------------------------------------------------
+# 4. The angular form
+# --------------------------------------------------------------------------------------
+def cos_plus(cosine: torch.Tensor, delta: torch.Tensor, tiny: float = 1e-7) -> torch.Tensor:
+    """cos(θ + Δ) from cos θ, with the ArcFace fallback cos θ − sin(Δ)·Δ where θ + Δ > π.
+
+    Computed as cos θ cos Δ − sin θ sin Δ with sin θ = sqrt(max(1 − cos²θ, tiny)), so neither the
+    value nor its gradient is infinite at θ = 0 or π. Where θ > π − Δ (i.e. cos θ < cos(π − Δ))
+    cos(θ + Δ) would start rising again; ArcFace's linear continuation keeps it decreasing.
+    """
+    sine = torch.sqrt((1.0 - cosine * cosine).clamp_min(tiny))
+    phi = cosine * torch.cos(delta) - sine * torch.sin(delta)
+    threshold = torch.cos(math.pi - delta)
+    fallback = cosine - torch.sin(delta) * delta
+    return torch.where(cosine > threshold, phi, fallback)
+
+
+class GCLAngularLoss(nn.Module):
+    """The angular GCL form: z = s · cos(θ + (π/2)·ε·a·|δ| + m·onehot(y)), CE(z, y).
+
+    Noise only in training mode; focal weighting with ``gamma > 0`` (stage 2).
+    """
+
+    def __init__(self, counts, scale: float = 30.0, eps: float = 0.1, margin: float = 0.5, gamma: float = 0.0):
+        super().__init__()
+        self.register_buffer("cloud", cloud_sizes(counts))
+        self.scale, self.eps, self.margin, self.gamma = float(scale), float(eps), float(margin), float(gamma)
+
+    def logits(self, cosine: torch.Tensor, y: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        cosine = cosine.float()
+        if noise is None and self.training and self.eps > 0:
+            noise = gaussian_noise(cosine.shape, device=cosine.device)
+        delta = torch.zeros_like(cosine)
+        if noise is not None:
+            delta = delta + (math.pi / 2) * self.eps * noise.abs() * self.cloud
+        if self.margin:
+            delta = delta + self.margin * F.one_hot(y, cosine.shape[1]).to(cosine.dtype)
+        return self.scale * cos_plus(cosine, delta)
+
+    def forward(self, cosine: torch.Tensor, y: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        z = self.logits(cosine, y, noise)
+        return focal_weighting(F.cross_entropy(z, y, reduction="none"), self.gamma)
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale}, eps={self.eps}, margin={self.margin}, gamma={self.gamma}"
+
+
+# --------------------------------------------------------------------------------------
+# 5. The stage-2 sampler
+# --------------------------------------------------------------------------------------
+def effective_number_weights(counts, beta: float = 0.9999, beta_step: float = 1e-5) -> np.ndarray:
+    """Per-image weight w_j = (1 − β_j) / (1 − β_j^{n_j}) with β_j = β + beta_step · a_j (a_j: cloud size)."""
+    n = np.asarray(counts, dtype=np.float64)
+    b = beta + beta_step * cloud_sizes(n).double().numpy()
+    return (1.0 - b) / (1.0 - np.power(b, n))
+
+
+def effective_number_class_probs(counts, beta: float = 0.9999, beta_step: float = 1e-5) -> np.ndarray:
+    """Probability of drawing each class: p_j ∝ n_j · w_j (images drawn with their weights)."""
+    n = np.asarray(counts, dtype=np.float64)
+    p = n * effective_number_weights(n, beta, beta_step)
+    return p / p.sum()
+
+
+def effective_number_sampler(labels: torch.Tensor, num_classes: int | None = None, beta: float = 0.9999,
+                             beta_step: float = 1e-5) -> ClassSampler:  # fmt: skip
+    """GCL's class-based effective-number sampler (with replacement), as a :class:`~ltkd.data.ClassSampler`."""
+    labels = torch.as_tensor(labels)
+    counts = torch.bincount(labels, minlength=num_classes or 0).numpy()
+    return ClassSampler(labels, effective_number_class_probs(counts, beta, beta_step))
+
+
+def gcl_sampler(ctx: Context) -> ClassSampler | str:
+    """The stage-2 sampler ``ctx.options["gcl_sampler"]`` names (default: effective number)."""
+    kind = ctx.options.get("gcl_sampler", "effective-number")
+    if kind in ("effective-number", "cben"):
+        return effective_number_sampler(ctx.train.labels, ctx.train.num_classes)
+    if kind in ("class-balanced", "instance", "sqrt"):
+        return kind
+    raise LtkdError(f"unknown gcl_sampler {kind!r}; choose effective-number or class-balanced")
+
+
+# --------------------------------------------------------------------------------------
+# 6. Stages and recipes
+# --------------------------------------------------------------------------------------
+GCL_HEAD = "cosine"  # the head GCL's stage 1 is built with (a CosineHead returning cos θ)
+
+
+def _opt(ctx: Context, key: str, default: float) -> float:
+    v = ctx.options.get(key)
+    return float(default if v is None else v)
+
+
+def _mixup(ctx: Context) -> float:
+    return _opt(ctx, "gcl_mixup", 1.0 if ctx.profile.name == "paper" else 0.0)
+
+
+def gcl_stage1_objective(ctx: Context) -> LossObjective:
+    """Stage 1: the cosine-form GCL loss (m = 0, s = 30, ε = 0.5) on the cosine head's cos θ."""
+    loss = GCLLoss(ctx.counts, scale=_opt(ctx, "gcl_scale", 30.0), eps=_opt(ctx, "gcl_eps", 0.5),
+                   margin=_opt(ctx, "gcl_margin", 0.0))  # fmt: skip
+    return LossObjective(loss, mixup=_mixup(ctx), name="gcl")
+
+
+def gcl_stage2_objective(ctx: Context) -> LossObjective:
+    """Stage 2: m = 0.1, s = 20, ε = 0.5, focal γ = 1."""
+    loss = GCLLoss(ctx.counts, scale=_opt(ctx, "gcl_scale2", 20.0), eps=_opt(ctx, "gcl_eps2", 0.5),
+                   margin=_opt(ctx, "gcl_margin2", 0.1), gamma=_opt(ctx, "gcl_gamma", 1.0))  # fmt: skip
+    return LossObjective(loss, name="gcl2")
+
+
+def gcl_angular_stage1_objective(ctx: Context) -> LossObjective:
+    """Angular stage 1: m = 0.5, ε = 0.1, s = 30."""
+    loss = GCLAngularLoss(ctx.counts, scale=_opt(ctx, "gcl_scale", 30.0), eps=_opt(ctx, "gcl_eps", 0.1),
+                          margin=_opt(ctx, "gcl_margin", 0.5))  # fmt: skip
+    return LossObjective(loss, mixup=_mixup(ctx), name="gcl_angular")
+
+
+def gcl_angular_stage2_objective(ctx: Context) -> LossObjective:
+    """Angular stage 2 (the book's choice, by analogy with the cosine form): m = 0.1, s = 20, ε = 0.1, γ = 1."""
+    loss = GCLAngularLoss(ctx.counts, scale=_opt(ctx, "gcl_scale2", 20.0), eps=_opt(ctx, "gcl_eps2", 0.1),
+                          margin=_opt(ctx, "gcl_margin2", 0.1), gamma=_opt(ctx, "gcl_gamma", 1.0))  # fmt: skip
+    return LossObjective(loss, name="gcl_angular2")
+
+
+GCL_STAGE1 = Stage(objective=gcl_stage1_objective, sampler="instance", name="stage1")
+GCL_STAGE2 = Stage(objective=gcl_stage2_objective, sampler=gcl_sampler, head=None, trainable="head", bn="frozen",
+                   config="stage2", name="gcl-stage2")  # fmt: skip
+GCL_ANGULAR_STAGE1 = Stage(objective=gcl_angular_stage1_objective, sampler="instance", name="stage1")
+GCL_ANGULAR_STAGE2 = Stage(objective=gcl_angular_stage2_objective, sampler=gcl_sampler, head=None,
+                           trainable="head", bn="frozen", config="stage2", name="gcl-angular-stage2")  # fmt: skip
+
+register(Recipe("gcl", "GCL (Li et al. 2022): Gaussian clouded cosine logits, then classifier re-training "
+                "with the effective-number sampler", [GCL_STAGE1, GCL_STAGE2], head=GCL_HEAD, chapter="02"))  # fmt: skip
+register(Recipe("gcl-stage1", "GCL stage 1 only (clouded cosine logits, instance sampling)", [GCL_STAGE1],
+                head=GCL_HEAD, chapter="02"))  # fmt: skip
+register(Recipe("gcl-angular", "GCL, angular form (journal ext.): clouds as angular offsets + target margin, "
+                "then classifier re-training", [GCL_ANGULAR_STAGE1, GCL_ANGULAR_STAGE2], head=GCL_HEAD,
+                chapter="02"))  # fmt: skip
