@@ -6,12 +6,23 @@
   class-balanced sampling (draw a class uniformly, then one of its images).
 
 Chapter 1 (``notebooks/01_long_tailed_data.ipynb``) builds both.
+
+Chapter 2 (``notebooks/02_gaussian_clouded_logits.ipynb``) adds the baselines every long-tail
+paper compares with, each one loss trained with instance sampling:
+
+* **reweight** — class-balanced re-weighting by the effective number of samples (Cui et al., CVPR 2019).
+* **la** — logit adjustment, CE(z + τ log prior) (Menon et al., ICLR 2021; τ = 1 is the balanced softmax).
+* **ldam-drw** — label-distribution-aware margins with deferred re-weighting (Cao et al., NeurIPS 2019).
 """
 
 from __future__ import annotations
 
+import numpy as np
+import torch
 import torch.nn.functional as F
+from torch import nn
 
+from ..errors import LtkdError
 from ..train import LossObjective
 from . import Context, Recipe, Stage, register
 
@@ -30,3 +41,103 @@ CRT_STAGE = Stage(
 register(Recipe("ce", "cross-entropy with instance sampling", [CE_STAGE], chapter="01"))
 register(Recipe("crt", "CE, then classifier re-training with class-balanced sampling (Kang et al. 2020)",
                 [CE_STAGE, CRT_STAGE], chapter="01"))  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------
+# Chapter 2: the long-tail baselines every paper compares with
+# --------------------------------------------------------------------------------------
+def effective_number_class_weights(counts, beta: float = 0.9999) -> torch.Tensor:
+    """Class-balanced weights (Cui et al., CVPR 2019, eq. 3–4): w_j ∝ (1 − β) / (1 − β^{n_j}),
+    normalised so that Σ_j w_j = C (the number of classes). E_n = (1 − β^n)/(1 − β) is the
+    "effective number" of samples of a class; β → 1 gives inverse frequency, β = 0 no weighting."""
+    n = np.asarray(counts, dtype=np.float64)
+    if (n <= 0).any():
+        raise LtkdError("class-balanced weights need a positive count for every class")
+    w = (1.0 - beta) / (1.0 - np.power(beta, n))
+    w = w / w.sum() * len(n)
+    return torch.tensor(w, dtype=torch.float32)
+
+
+class ClassBalancedCE(nn.Module):
+    """Cross-entropy weighted per class by :func:`effective_number_class_weights`.
+
+    The batch loss is PyTorch's weighted mean Σ_i w_{y_i} ℓ_i / Σ_i w_{y_i} (as in Cao et al.'s
+    LDAM-DRW code, which this baseline follows).
+    """
+
+    def __init__(self, counts, beta: float = 0.9999):
+        super().__init__()
+        self.register_buffer("weight", effective_number_class_weights(counts, beta))
+        self.beta = beta
+
+    def forward(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.float(), y, weight=self.weight)
+
+
+class LogitAdjustedCE(nn.Module):
+    """Logit-adjusted loss (Menon et al., ICLR 2021, eq. 10): CE(z + τ · log π, y), π_j = n_j / N.
+
+    With τ = 1 this is the balanced softmax (Ren et al., NeurIPS 2020). Only the *loss* sees the
+    adjustment; the model's own logits z are used at test time, and they come out calibrated for a
+    balanced test set.
+    """
+
+    def __init__(self, counts, tau: float = 1.0):
+        super().__init__()
+        n = torch.as_tensor(np.asarray(counts), dtype=torch.float32)
+        self.register_buffer("log_prior", torch.log(n / n.sum()))
+        self.tau = float(tau)
+
+    def forward(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.float() + self.tau * self.log_prior, y)
+
+
+class LDAMLoss(nn.Module):
+    """LDAM with deferred re-weighting (Cao et al., NeurIPS 2019, eq. 13 and Alg. 1).
+
+    Margins Δ_j = C / n_j^{1/4}, scaled so the largest is ``max_margin`` (0.5); on cos θ from a
+    cosine head: z = s · (cos θ − Δ_y · onehot(y)), s = 30. DRW: plain CE weights until epoch
+    ``int(drw_at · epochs)`` (160 of 200 in the paper: 0.8), then class-balanced weights
+    (:func:`effective_number_class_weights`, β = 0.9999); :meth:`on_epoch` switches.
+    """
+
+    def __init__(self, counts, max_margin: float = 0.5, scale: float = 30.0, drw_at: float = 0.8,
+                 beta: float = 0.9999):  # fmt: skip
+        super().__init__()
+        n = torch.as_tensor(np.asarray(counts), dtype=torch.float32)
+        m = 1.0 / n**0.25
+        self.register_buffer("margins", m * (max_margin / m.max()))
+        self.register_buffer("cb_weight", effective_number_class_weights(counts, beta))
+        self.scale, self.drw_at = float(scale), float(drw_at)
+        self.reweight = False
+
+    def on_epoch(self, epoch: int, epochs: int) -> None:
+        self.reweight = epoch >= int(self.drw_at * epochs)
+
+    def forward(self, cosine: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        z = cosine.float() - self.margins[y].unsqueeze(1) * F.one_hot(y, cosine.shape[1]).float()
+        return F.cross_entropy(self.scale * z, y, weight=self.cb_weight if self.reweight else None)
+
+
+def reweight_objective(ctx: Context) -> LossObjective:
+    return LossObjective(ClassBalancedCE(ctx.counts, float(ctx.options.get("cb_beta", 0.9999))), name="cb_ce")
+
+
+def la_objective(ctx: Context) -> LossObjective:
+    return LossObjective(LogitAdjustedCE(ctx.counts, float(ctx.options.get("la_tau", 1.0))), name="la_ce")
+
+
+def ldam_drw_objective(ctx: Context) -> LossObjective:
+    return LossObjective(LDAMLoss(ctx.counts), name="ldam")
+
+
+REWEIGHT_STAGE = Stage(objective=reweight_objective, sampler="instance", name="stage1")
+LA_STAGE = Stage(objective=la_objective, sampler="instance", name="stage1")
+LDAM_DRW_STAGE = Stage(objective=ldam_drw_objective, sampler="instance", name="stage1")
+
+register(Recipe("reweight", "CE re-weighted by class-balanced effective-number weights, β = 0.9999 (Cui et al. 2019)",
+                [REWEIGHT_STAGE], chapter="02"))  # fmt: skip
+register(Recipe("la", "logit-adjusted loss CE(z + τ log prior), τ = 1 (Menon et al. 2021; = balanced softmax)",
+                [LA_STAGE], chapter="02"))  # fmt: skip
+register(Recipe("ldam-drw", "LDAM margins on a cosine head, s = 30, deferred re-weighting from 80 % of the epochs "
+                "(Cao et al. 2019)", [LDAM_DRW_STAGE], head="cosine", chapter="02"))  # fmt: skip
