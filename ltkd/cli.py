@@ -135,7 +135,10 @@ def main(argv: list[str] | None = None) -> int:
 
         methods._load_all()
         parser = build_parser()
-        args = parser.parse_args(argv)
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as e:  # argparse: --help (0) or a usage error (2), already printed
+            return int(e.code or 0)
         if not getattr(args, "func", None):
             parser.print_help()
             return 2

@@ -21,7 +21,7 @@ from .data import ImageData, load, long_tail
 from .errors import LtkdError
 from .methods import Context, Recipe, get_method
 from .metrics import accuracy_report, count_flops, count_params
-from .models import build_model, set_head
+from .models import MODELS, build_model, set_head
 from .profiles import Profile, get_profile
 from .train import fit, get_device, predict, save_model
 
@@ -112,6 +112,8 @@ def run(
     """
     t0 = time.perf_counter()
     recipe = get_method(method)
+    if model is not None and model not in MODELS:
+        raise LtkdError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
     train, test = data if data is not None else prepare_data(dataset, imbalance, lt_profile)
     prof = prof.for_dataset(train.name)

@@ -1,7 +1,9 @@
 """The engine: one seeded, device-agnostic loop that trains a model under an objective.
 
 An *objective* is any ``nn.Module`` whose ``forward(model, x, y)`` returns
-``(logits, {name: loss})``; the engine sums the losses, logs each, and never asks which
+``(logits, {name: loss})`` (one with ``wants_index = True`` is called as
+``forward(model, x, y, idx)``, idx = the batch's indices into the training set; KD's data
+selection uses it); the engine sums the losses, logs each, and never asks which
 method it is running. :class:`LossObjective` turns a plain criterion ``f(logits, y)`` into
 one (with optional mixup); distillers and H2T are objectives too. An objective may define
 ``on_epoch(epoch, epochs)`` (deferred re-weighting, KD warm-up use it).
@@ -187,7 +189,7 @@ def fit(
     *,
     sampler: ClassSampler | str | None = None,
     trainable: str = "all",
-    bn: str = "train",
+    bn: str | None = None,
     device: torch.device | str | None = None,
     seed: int = 0,
     checkpoint: str | os.PathLike | None = None,
@@ -202,7 +204,7 @@ def fit(
     * ``sampler``: a :class:`~ltkd.data.ClassSampler` or one of ``instance``,
       ``class-balanced``, ``sqrt`` (default instance).
     * ``trainable="head"`` freezes everything but ``model.head`` (cRT's stage 2); then
-      ``bn="frozen"`` (default for head-only) keeps backbone BatchNorm statistics fixed and
+      ``bn="frozen"`` (the default for head-only) keeps backbone BatchNorm statistics fixed and
       ``bn="train"`` lets them keep updating (as H2T's published stage 2 does).
     * ``checkpoint``: a file written atomically after every epoch; if it exists when ``fit``
       starts, training resumes from it (model, optimiser, schedule, RNG state).
@@ -213,6 +215,10 @@ def fit(
         raise LtkdError(f"epochs must be positive, got {config.epochs}")
     if trainable not in ("all", "head"):
         raise LtkdError(f"trainable must be 'all' or 'head', got {trainable!r}")
+    if bn is None:
+        bn = "frozen" if trainable == "head" else "train"
+    if bn not in ("train", "frozen"):
+        raise LtkdError(f"bn must be 'train' or 'frozen', got {bn!r}")
     dev = get_device(device) if not isinstance(device, torch.device) else device
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -269,9 +275,10 @@ def fit(
             sums: dict[str, torch.Tensor] = {}
             correct = torch.zeros((), device=dev)
             seen = 0
-            for x, y, _ in loader:
+            wants_index = getattr(objective, "wants_index", False)  # e.g. KD data selection: per-sample masks
+            for x, y, idx in loader:
                 with amp:
-                    logits, losses = objective(model, x, y)
+                    logits, losses = objective(model, x, y, idx) if wants_index else objective(model, x, y)
                     loss = sum(losses.values())
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

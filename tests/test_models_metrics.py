@@ -1,0 +1,73 @@
+import numpy as np
+import pytest
+import torch
+
+from ltkd.errors import LtkdError
+from ltkd.metrics import accuracy_report, confusion_matrix, count_flops, count_params
+from ltkd.models import MODELS, CosineHead, build_model, set_head
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_models_expose_features_embedding_head(name):
+    m = build_model(name, num_classes=7, in_channels=1).eval()
+    x = torch.randn(2, 1, 16, 16)
+    f = m.features(x)
+    assert f.ndim == 4 and f.shape[1] == m.feature_dim
+    e = m.embed(x)
+    assert e.shape == (2, m.feature_dim)
+    torch.testing.assert_close(m(x), m.head(e))
+    assert m(x).shape == (2, 7)
+
+
+def test_resnet32_size_and_flops():
+    m = build_model("resnet32", 10, 3)
+    assert 0.45e6 < count_params(m) < 0.48e6
+    # ~69 M multiply-adds for one 32×32 image → ~0.14 GFLOPs at 2 FLOPs per multiply-add
+    assert 1.3e8 < count_flops(m, (3, 32, 32)) < 1.5e8
+
+
+def test_flops_of_a_linear_layer_count_two_per_multiply_add():
+    class Lin(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(5, 3, bias=False)
+
+        def forward(self, x):
+            return self.fc(x.flatten(1))
+
+    assert count_flops(Lin(), (5,)) == 2 * 5 * 3
+
+
+def test_cosine_head_and_swap():
+    m = build_model("cnn6", 4, 1, head="cosine")
+    assert isinstance(m.head, CosineHead)
+    out = m(torch.randn(3, 1, 8, 8))
+    assert out.abs().max() <= 1 + 1e-5
+    set_head(m, "linear")
+    assert isinstance(m.head, torch.nn.Linear)
+
+
+def test_unknown_model():
+    with pytest.raises(LtkdError, match="unknown model"):
+        build_model("vgg99")
+
+
+def test_accuracy_report_by_hand():
+    # 3 classes with training counts 200 / 50 / 5: one class in each count group
+    counts = [200, 50, 5]
+    y = torch.tensor([0, 0, 0, 0, 1, 1, 2, 2])
+    p = torch.tensor([0, 0, 0, 1, 1, 0, 0, 0])
+    r = accuracy_report(p, y, counts)
+    assert r["overall"] == pytest.approx(4 / 8)
+    assert r["per_class"] == pytest.approx([0.75, 0.5, 0.0])
+    assert r["balanced"] == pytest.approx((0.75 + 0.5 + 0) / 3)
+    assert (r["many"], r["medium"], r["few"]) == pytest.approx((0.75, 0.5, 0.0))
+    assert (r["head"], r["middle"], r["tail"]) == pytest.approx((0.75, 0.5, 0.0))
+    cm = confusion_matrix(p, y, 3)
+    assert cm.tolist() == [[3, 1, 0], [1, 1, 0], [2, 0, 0]]
+
+
+def test_empty_group_is_none():
+    r = accuracy_report(torch.tensor([0, 1]), torch.tensor([0, 1]), [500, 300])
+    assert r["few"] is None and r["medium"] is None and r["many"] == 1.0
+    assert np.isclose(r["overall"], 1.0)

@@ -1,0 +1,121 @@
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ltkd.data import long_tail
+from ltkd.errors import LtkdError
+from ltkd.experiment import run
+from ltkd.models import build_model
+from ltkd.profiles import TrainConfig, get_profile
+from ltkd.train import LossObjective, fit, load_model_state, predict
+
+
+def test_same_seed_same_metrics_on_cpu(digits):
+    data = (long_tail(digits[0], 10), digits[1])
+    a, _ = run("crt", data=data, seed=3, epochs=3, device="cpu")
+    b, _ = run("crt", data=data, seed=3, epochs=3, device="cpu")
+    c, _ = run("crt", data=data, seed=4, epochs=3, device="cpu")
+    keys = ["overall", "balanced", "per_class", "head", "tail"]
+    assert [a[k] for k in keys] == [b[k] for k in keys]
+    assert [h["loss"] for h in a["history"]] == [h["loss"] for h in b["history"]]
+    assert [h["loss"] for h in a["history"]] != [h["loss"] for h in c["history"]]
+
+
+def test_training_learns_digits(digits):
+    m, _ = run("ce", data=(long_tail(digits[0], 1), digits[1]), seed=0, epochs=8, device="cpu")
+    assert m["overall"] > 0.85
+
+
+def test_crt_trains_only_the_head(digits):
+    train = long_tail(digits[0], 10)
+    model = build_model("cnn6", 10, 1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fit(model, LossObjective(F.cross_entropy), train, TrainConfig(epochs=1, batch_size=32),
+        sampler="class-balanced", trainable="head", device="cpu")
+    after = model.state_dict()
+    for k in before:
+        changed = not torch.equal(before[k], after[k])
+        assert changed == k.startswith("head."), k  # BN running stats frozen too
+    assert all(p.requires_grad for p in model.parameters())  # flags restored
+
+
+def test_resume_after_interruption_gives_the_same_model(digits, tmp_path):
+    train = long_tail(digits[0], 10)
+    cfg = TrainConfig(epochs=3, batch_size=32)
+    torch.manual_seed(0)
+    ref = build_model("cnn6", 10, 1)
+    init = {k: v.clone() for k, v in ref.state_dict().items()}
+    fit(ref, LossObjective(F.cross_entropy), train, cfg, device="cpu", seed=1)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_2(epoch, row):
+        if epoch == 2:
+            raise Stop
+
+    m = build_model("cnn6", 10, 1)
+    m.load_state_dict(init)
+    ck = tmp_path / "run.ckpt"
+    with pytest.raises(Stop):
+        fit(m, LossObjective(F.cross_entropy), train, cfg, device="cpu", seed=1, checkpoint=ck, on_epoch_end=stop_after_2)
+    m2 = build_model("cnn6", 10, 1)
+    hist = fit(m2, LossObjective(F.cross_entropy), train, cfg, device="cpu", seed=1, checkpoint=ck)
+    assert [h["epoch"] for h in hist] == [1, 2, 3]
+    x = train.images[:16]
+    torch.testing.assert_close(predict(m2, train.subset(range(16))), predict(ref, train.subset(range(16))))
+    assert x.shape[0] == 16
+
+
+def test_checkpoint_roundtrip_and_bad_checkpoint(tmp_path, digits):
+    from ltkd.train import save_model
+
+    m = build_model("cnn6", 10, 1)
+    save_model(m, tmp_path / "m.pt", arch="cnn6")
+    ck = load_model_state(tmp_path / "m.pt")
+    m2 = build_model("cnn6", 10, 1)
+    m2.load_state_dict(ck["state_dict"])
+    assert ck["arch"] == "cnn6"
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(LtkdError, match="cannot read checkpoint"):
+        load_model_state(tmp_path / "junk.pt")
+    with pytest.raises(LtkdError, match="not found"):
+        load_model_state(tmp_path / "missing.pt")
+
+
+def test_metrics_json_is_complete(tmp_path):
+    m, _ = run("ce", epochs=2, out=tmp_path, device="cpu")
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    for k in ["overall", "balanced", "many", "medium", "few", "head", "middle", "tail", "per_class",
+              "train_counts", "dataset", "imbalance", "method", "model", "seed", "profile", "epochs",
+              "params", "flops", "device", "seconds"]:  # fmt: skip
+        assert k in saved, k
+    assert saved["dataset"] == "digits" and saved["epochs"] == 2 and len(saved["per_class"]) == 10
+    assert (tmp_path / "model.pt").is_file()
+    assert not list((tmp_path / "checkpoints").glob("*.ckpt"))
+
+
+def test_profiles():
+    q, p = get_profile("quick"), get_profile("paper")
+    assert p.model == "resnet32" and p.stage1.epochs == 200 and p.stage1.milestones == (160, 180)
+    assert p.stage1.batch_size == 128 and p.stage1.weight_decay == 2e-4 and p.stage1.warmup_epochs == 5
+    assert q.for_dataset("digits").stage1.epochs > q.stage1.epochs
+    with pytest.raises(LtkdError):
+        get_profile("huge")
+
+
+def test_lr_schedule_warmup_then_steps():
+    from ltkd.train import _scheduler
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    cfg = TrainConfig(epochs=10, warmup_epochs=2, schedule="step", milestones=(6, 8), gamma=0.1)
+    s = _scheduler(opt, cfg, steps_per_epoch=1)
+    lrs = []
+    for _ in range(10):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        s.step()
+    assert lrs[0] < lrs[1] < lrs[2] == pytest.approx(1.0)
+    assert lrs[5] == pytest.approx(1.0) and lrs[6] == pytest.approx(0.1) and lrs[8] == pytest.approx(0.01)
