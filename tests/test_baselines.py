@@ -1,0 +1,94 @@
+"""Chapter 2's baselines: each loss against a hand computation on a tiny batch."""
+
+import math
+
+import pytest
+import torch
+
+from ltkd.methods.baselines import (
+    ClassBalancedCE,
+    LDAMLoss,
+    LogitAdjustedCE,
+    effective_number_class_weights,
+)
+
+COUNTS = [100, 10, 1]
+LOGITS = torch.tensor([[2.0, 0.5, -1.0], [0.0, 1.0, 0.3], [0.2, -0.4, 0.9]])
+Y = torch.tensor([0, 1, 2])
+
+
+def _ce(z, y):  # hand-written per-sample cross-entropy
+    return [math.log(sum(math.exp(v) for v in row)) - row[t] for row, t in zip(z, y)]
+
+
+def test_effective_number_weights():
+    w = effective_number_class_weights(COUNTS, beta=0.9)
+    raw = [(1 - 0.9) / (1 - 0.9**n) for n in COUNTS]
+    exp = [3 * r / sum(raw) for r in raw]
+    assert w.tolist() == pytest.approx(exp, rel=1e-6)
+    assert w.sum().item() == pytest.approx(3)
+    assert w[2] > w[1] > w[0]
+
+
+def test_class_balanced_ce_by_hand():
+    w = effective_number_class_weights(COUNTS, beta=0.9).tolist()
+    ce = _ce(LOGITS.tolist(), Y.tolist())
+    exp = sum(w[t] * c for t, c in zip(Y.tolist(), ce)) / sum(w[t] for t in Y.tolist())
+    assert ClassBalancedCE(COUNTS, beta=0.9)(LOGITS, Y).item() == pytest.approx(exp, rel=1e-5)
+
+
+def test_logit_adjustment_by_hand():
+    prior = [n / 111 for n in COUNTS]
+    z = [[v + 1.0 * math.log(p) for v, p in zip(row, prior)] for row in LOGITS.tolist()]
+    exp = sum(_ce(z, Y.tolist())) / 3
+    assert LogitAdjustedCE(COUNTS, tau=1.0)(LOGITS, Y).item() == pytest.approx(exp, rel=1e-5)
+    # τ = 0 is plain CE
+    assert LogitAdjustedCE(COUNTS, tau=0.0)(LOGITS, Y).item() == pytest.approx(sum(_ce(LOGITS.tolist(), Y.tolist())) / 3, rel=1e-5)
+
+
+def test_ldam_drw_by_hand():
+    cos = LOGITS / 3  # cosines in [-1, 1]
+    m = [n**-0.25 for n in COUNTS]
+    m = [0.5 * v / max(m) for v in m]  # largest margin 0.5 (the rarest class)
+    assert m[2] == pytest.approx(0.5)
+    z = [[30 * (c - (m[t] if j == t else 0)) for j, c in enumerate(row)] for row, t in zip(cos.tolist(), Y.tolist())]
+    ce = _ce(z, Y.tolist())
+    loss = LDAMLoss(COUNTS, max_margin=0.5, scale=30, drw_at=0.8, beta=0.9999)
+    loss.on_epoch(0, 10)
+    assert not loss.reweight
+    assert loss(cos, Y).item() == pytest.approx(sum(ce) / 3, rel=1e-5)
+    loss.on_epoch(8, 10)  # deferred re-weighting from 80 % of the epochs
+    assert loss.reweight
+    w = effective_number_class_weights(COUNTS, 0.9999).tolist()
+    exp = sum(w[t] * c for t, c in zip(Y.tolist(), ce)) / sum(w[t] for t in Y.tolist())
+    assert loss(cos, Y).item() == pytest.approx(exp, rel=1e-5)
+
+
+def test_on_epoch_reaches_the_loss_through_the_engine():
+    from ltkd.data import load, long_tail
+    from ltkd.methods import Context
+    from ltkd.methods.baselines import ldam_drw_objective
+    from ltkd.profiles import get_profile
+
+    train, _ = load("digits")
+    ctx = Context(train=long_tail(train, 10), profile=get_profile("quick"), device=torch.device("cpu"))
+    obj = ldam_drw_objective(ctx)
+    obj.on_epoch(5, 6)
+    assert obj.criterion.reweight
+
+
+@pytest.mark.parametrize("method", ["ce", "crt", "reweight", "la", "ldam-drw"])
+def test_baseline_recipes_registered(method):
+    from ltkd.methods import get_method
+
+    r = get_method(method)
+    assert r.stages and r.name == method
+    if method == "ldam-drw":
+        assert r.head == "cosine"
+
+
+def test_la_trains_on_digits():
+    from ltkd.experiment import run
+
+    m, _ = run("la", "digits", 20, epochs=2)
+    assert m["overall"] > 0.2 and m["method"] == "la"
