@@ -156,3 +156,77 @@ def groups_note(counts) -> str:
         f"(>100, 20–100, <20 training images); head/middle/tail thirds by rank = "
         f"{len(r['head'])}/{len(r['middle'])}/{len(r['tail'])} classes"
     )
+
+
+# --------------------------------------------------------------------------------------
+# Chapter 2: embedding pictures (UMAP scatter, per-class spread)
+# --------------------------------------------------------------------------------------
+def umap_2d(emb, seed: int = 0, n_neighbors: int = 15, min_dist: float = 0.1, metric: str = "cosine"):
+    """A seeded 2-D UMAP (umap-learn) of ``emb`` (N×D); returns (N×2 array, fitted reducer).
+
+    Fit on a subsample (≤ ~2000 points keeps it to seconds on a CPU); ``reducer.transform`` places
+    more points in the same picture.
+    """
+    import umap
+
+    reducer = umap.UMAP(n_neighbors=n_neighbors, min_dist=min_dist, metric=metric, random_state=seed)
+    xy = reducer.fit_transform(np.asarray(emb, dtype=np.float32))
+    return xy, reducer
+
+
+def plot_embedding_2d(xy, labels, counts, split=None, classes: Sequence[str] | None = None, ax=None,
+                      title: str = "UMAP of penultimate embeddings"):  # fmt: skip
+    """Scatter of 2-D points coloured by class; tail-third classes drawn larger with a black edge.
+
+    ``split`` (optional, per point: True for test) draws test points as crosses and training points
+    as dots. Class names in the legend carry their training counts.
+    """
+    import matplotlib.pyplot as plt
+
+    xy = np.asarray(xy)
+    labels = np.asarray(labels)
+    counts = np.asarray(counts)
+    c = len(counts)
+    classes = list(classes) if classes is not None else [str(i) for i in range(c)]
+    tail = set(rank_groups(counts)["tail"].tolist())
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 5.5))
+    cmap = plt.get_cmap("tab10" if c <= 10 else "tab20")
+    split = np.zeros(len(xy), bool) if split is None else np.asarray(split, bool)
+    for j in np.argsort(-counts):  # head first, tail on top
+        for is_test, marker in ((False, "o"), (True, "x")):
+            sel = (labels == j) & (split == is_test)
+            if not sel.any():
+                continue
+            big = j in tail
+            kw = dict(s=28 if big else 7, alpha=0.9 if big else 0.45, color=cmap(j % cmap.N), marker=marker)
+            if big and marker == "o":
+                kw.update(edgecolors="black", linewidths=0.6)
+            ax.scatter(xy[sel, 0], xy[sel, 1], label=f"{classes[j]} ({counts[j]:,}){' tail' if big else ''}"
+                       if not is_test else None, **kw)  # fmt: skip
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, markerscale=1.2, loc="best", framealpha=0.7, title="class (train images)", title_fontsize=7)
+    return ax
+
+
+def plot_spread(spreads: dict[str, Sequence[float]], counts, ax=None, ylabel: str = "mean angle to class centre (°)",
+                title: str = "Per-class spread of the embedding against class count"):  # fmt: skip
+    """One line per model (label → per-class values) against training count (log x)."""
+    import matplotlib.pyplot as plt
+
+    counts = np.asarray(counts)
+    order = np.argsort(counts)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 4))
+    for label, s in spreads.items():
+        s = np.asarray(s, float)
+        ax.plot(counts[order], s[order], "o-", label=label, alpha=0.85)
+    ax.set_xscale("log")
+    ax.set_xlabel("training images of the class (log scale)")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
+    return ax

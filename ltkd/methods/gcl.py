@@ -69,6 +69,7 @@ __all__ = [
     "GCL_STAGE2",
     "GCL_ANGULAR_STAGE1",
     "GCL_ANGULAR_STAGE2",
+    "angular_spread",
 ]
 
 NOISE_STD = 1.0 / 3.0
@@ -277,3 +278,34 @@ register(Recipe("gcl-stage1", "GCL stage 1 only (clouded cosine logits, instance
 register(Recipe("gcl-angular", "GCL, angular form (journal ext.): clouds as angular offsets + target margin, "
                 "then classifier re-training", [GCL_ANGULAR_STAGE1, GCL_ANGULAR_STAGE2], head=GCL_HEAD,
                 chapter="02"))  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------
+# Measuring the embedding space (chapter 2's spread plot)
+# --------------------------------------------------------------------------------------
+def angular_spread(emb: torch.Tensor, labels: torch.Tensor, num_classes: int | None = None,
+                   centres: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Per class: the mean angle (degrees) between its embeddings and its class centre, and the angle
+    from its centre to the nearest other centre.
+
+    Embeddings are L2-normalised first (the cosine head's view); a class centre is the normalised mean
+    of its normalised embeddings (pass ``centres`` to measure test points against training centres).
+    A class whose spread is small *relative to* the gap to its neighbour has a squeezed region.
+    Returns ``(spread, nearest)``, NaN for a class with no points.
+    """
+    f = F.normalize(torch.as_tensor(emb).float(), dim=1)
+    y = torch.as_tensor(labels).long()
+    c = num_classes or int(y.max()) + 1
+    if centres is None:
+        centres = torch.stack([f[y == j].mean(0) if (y == j).any() else torch.full_like(f[0], float("nan"))
+                               for j in range(c)])  # fmt: skip
+    centres = F.normalize(centres, dim=1)
+    spread = np.full(c, np.nan)
+    for j in range(c):
+        if (y == j).any():
+            cos = (f[y == j] @ centres[j]).clamp(-1, 1)
+            spread[j] = torch.rad2deg(torch.acos(cos)).mean().item()
+    cc = (centres @ centres.T).clamp(-1, 1)
+    cc.fill_diagonal_(-1)
+    nearest = torch.rad2deg(torch.acos(cc.max(1).values)).numpy()
+    return spread, nearest
