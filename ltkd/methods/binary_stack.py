@@ -1,0 +1,393 @@
+"""Stacking low-dimensional binary convolution filters.
+
+Lan & Lan, "Compressing deep convolutional neural networks by stacking low-dimensional binary
+convolution filters", AAAI 2021. Chapter 8 (``notebooks/08_binary_filter_stacking.ipynb``)
+builds every piece of this file.
+
+A convolution layer has c_out filters of size d×d×c_in. Cut every filter along its channels into
+G = c_in / k pieces of d×d×k. The layer keeps ONE shared set of m binary filters
+B_1..B_m ∈ {−1, +1}^{d×d×k}; piece j of filter o is whichever B_i its one-hot selection
+S[o, j] ∈ {0, 1}^m picks, and the full filter is the G selected pieces stacked:
+
+    W[o, jk:(j+1)k] = Σ_i S[o, j, i] · B_i.
+
+Because convolution is linear, W * x = split–transform–merge (:meth:`BinaryStackConv2d.forward`):
+*split* x into G groups of k channels, *transform* every group with all m binary filters
+(m·G response maps), *merge*: output o = Σ_j (response of group j to B_{sel[o, j]}).
+
+Training keeps real-valued proxies for both (the engine's SGD updates them):
+
+* the filters: B = sign(V) in the forward pass, gradient passed straight through where |V| ≤ 1
+  (:func:`sign_ste`; Courbariaux et al. 2016's clipped straight-through estimator);
+* the selections: S = one_hot(argmax L) in the forward pass, gradient of softmax(L) in the
+  backward pass (:func:`onehot_ste`, the straight-through estimator for a categorical choice).
+
+Storage (:func:`layer_storage_bits`): m·d²·k bits for the filter set plus c_out·G·⌈log₂ m⌉ bits
+of indices, against 32·d²·c_in·c_out for full precision and d²·c_in·c_out for a plain binary
+layer (:func:`compression_ratio`). :func:`export` writes exactly those bits (``numpy.packbits``)
+plus the full-precision rest of the network to an ``.npz`` file; :func:`load` rebuilds the
+network from it with identical outputs. (The formula is derived from the method; the paper's
+tables were not checked.)
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import LtkdError
+from ..models import _Backbone, make_head
+
+__all__ = [
+    "sign_ste",
+    "onehot_ste",
+    "BinaryStackConv2d",
+    "BinaryConv2d",
+    "BinaryNet",
+    "build",
+    "index_bits",
+    "layer_storage_bits",
+    "full_precision_bits",
+    "plain_binary_bits",
+    "compression_ratio",
+    "pack_indices",
+    "unpack_indices",
+    "export_layer",
+    "load_layer",
+    "export",
+    "load",
+    "export_full_precision",
+    "storage_report",
+]
+
+
+# --------------------------------------------------------------------------------------
+# Straight-through estimators
+# --------------------------------------------------------------------------------------
+class _SignSTE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, v: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(v)
+        return torch.where(v >= 0, torch.ones_like(v), -torch.ones_like(v))
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> torch.Tensor:
+        (v,) = ctx.saved_tensors
+        return g * (v.abs() <= 1).to(g.dtype)
+
+
+def sign_ste(v: torch.Tensor) -> torch.Tensor:
+    """+1 where v ≥ 0, −1 elsewhere (never 0); backward: the gradient passes where |v| ≤ 1.
+
+    d sign(v)/dv is 0 almost everywhere, so training would stop; the straight-through estimator
+    pretends the forward was the clipped identity ``hardtanh(v)`` when differentiating.
+    """
+    return _SignSTE.apply(v)
+
+
+def onehot_ste(logits: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
+    """One-hot of the argmax over the last axis in the forward pass; softmax(logits/τ)'s gradient
+    in the backward pass (``hard − soft.detach() + soft``)."""
+    soft = F.softmax(logits / tau, dim=-1)
+    hard = F.one_hot(soft.argmax(-1), logits.shape[-1]).to(soft.dtype)
+    return hard - soft.detach() + soft
+
+
+# --------------------------------------------------------------------------------------
+# The layers
+# --------------------------------------------------------------------------------------
+class BinaryStackConv2d(nn.Module):
+    """A d×d convolution c_in → c_out whose filters are stacked from m shared binary d×d×k filters.
+
+    Parameters (real-valued proxies): ``proxy`` (m×k×d×d, its sign is the filter set) and
+    ``select_logits`` (c_out×G×m, its argmax is each piece's choice). ``mode`` picks how the
+    forward pass is computed: ``"stm"`` (split–transform–merge, default) or ``"materialised"``
+    (build W, one ordinary convolution); both give the same output up to float rounding.
+    """
+
+    def __init__(self, c_in: int, c_out: int, m: int, k: int, kernel_size: int = 3, stride: int = 1,
+                 padding: int | None = None, tau: float = 1.0, mode: str = "stm"):  # fmt: skip
+        super().__init__()
+        if k < 1 or c_in % k:
+            raise LtkdError(f"k must divide c_in; got c_in={c_in}, k={k}")
+        if m < 1:
+            raise LtkdError(f"need at least one binary filter, got m={m}")
+        self.c_in, self.c_out, self.m, self.k, self.d = c_in, c_out, m, k, kernel_size
+        self.groups = c_in // k
+        self.stride = stride
+        self.padding = kernel_size // 2 if padding is None else padding
+        self.tau, self.mode = tau, mode
+        self.proxy = nn.Parameter(torch.empty(m, k, kernel_size, kernel_size).uniform_(-1, 1))
+        self.select_logits = nn.Parameter(0.01 * torch.randn(c_out, self.groups, m))
+
+    # the binary filter set and the selections, as the forward pass sees them
+    def binary_filters(self) -> torch.Tensor:
+        """B: m×k×d×d, entries exactly ±1 (straight-through gradient to ``proxy``)."""
+        return sign_ste(self.proxy)
+
+    def selections(self) -> torch.Tensor:
+        """S: c_out×G×m one-hot (straight-through gradient to ``select_logits``)."""
+        return onehot_ste(self.select_logits, self.tau)
+
+    def indices(self) -> torch.Tensor:
+        """sel[o, j] ∈ {0..m−1}: which binary filter piece j of filter o uses."""
+        return self.select_logits.argmax(-1)
+
+    def materialised_weight(self) -> torch.Tensor:
+        """W (c_out×c_in×d×d): the selected binary pieces stacked along the input channels."""
+        w = torch.einsum("ogm,mkhw->ogkhw", self.selections(), self.binary_filters())
+        return w.reshape(self.c_out, self.c_in, self.d, self.d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "materialised":
+            return F.conv2d(x, self.materialised_weight(), None, self.stride, self.padding)
+        if self.mode != "stm":
+            raise LtkdError(f"mode must be 'stm' or 'materialised', got {self.mode!r}")
+        b = self.binary_filters()
+        # split + transform: group j (channels jk..jk+k−1) against all m binary filters → G·m maps
+        r = F.conv2d(x, b.repeat(self.groups, 1, 1, 1), None, self.stride, self.padding, groups=self.groups)
+        r = r.view(r.shape[0], self.groups, self.m, r.shape[-2], r.shape[-1])
+        # merge: output o sums, over groups j, the map its selection S[o, j] picks
+        return torch.einsum("bgmhw,ogm->bohw", r, self.selections())
+
+    def extra_repr(self) -> str:
+        return (f"{self.c_in}, {self.c_out}, m={self.m}, k={self.k}, kernel_size={self.d}, stride={self.stride}, "
+                f"mode={self.mode!r}")  # fmt: skip
+
+
+class BinaryConv2d(nn.Module):
+    """A plain binary convolution (every weight its own ±1 bit, BinaryConnect-style): the 1-bit
+    baseline, 32× smaller than full precision."""
+
+    def __init__(self, c_in: int, c_out: int, kernel_size: int = 3, stride: int = 1, padding: int | None = None):
+        super().__init__()
+        self.c_in, self.c_out, self.d, self.stride = c_in, c_out, kernel_size, stride
+        self.padding = kernel_size // 2 if padding is None else padding
+        self.proxy = nn.Parameter(torch.empty(c_out, c_in, kernel_size, kernel_size).uniform_(-1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, sign_ste(self.proxy), None, self.stride, self.padding)
+
+
+# --------------------------------------------------------------------------------------
+# A network of them
+# --------------------------------------------------------------------------------------
+class BinaryNet(_Backbone):
+    """A VGG-style net: a full-precision 3×3 stem, then per stage two 3×3 conv–BN–ReLU layers
+    (2×2 max-pool before stages 2, 3, …), global average pool, classifier.
+
+    ``kind`` sets the convolutions after the stem: ``"stack"`` (:class:`BinaryStackConv2d` with
+    ``m``, ``k``), ``"binary"`` (:class:`BinaryConv2d`) or ``"float"`` (ordinary, the
+    full-precision counterpart). The stem and the classifier stay full precision, as in most
+    binary networks; they and the BatchNorms are the "rest" that :func:`export` stores as float32.
+    """
+
+    def __init__(self, kind: str = "stack", m: int = 32, k: int = 16, widths: Sequence[int] = (16, 32, 64, 128),
+                 num_classes: int = 10, in_channels: int = 1, head: str = "linear"):  # fmt: skip
+        super().__init__()
+        if kind not in ("stack", "binary", "float"):
+            raise LtkdError(f"kind must be 'stack', 'binary' or 'float', got {kind!r}")
+        self.config = {"kind": kind, "m": m, "k": k, "widths": list(widths), "num_classes": num_classes,
+                       "in_channels": in_channels, "head": head}  # fmt: skip
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False),
+                                  nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True))  # fmt: skip
+        layers: list[nn.Module] = []
+        cin = widths[0]
+        for s, w in enumerate(widths[1:]):
+            if s > 0:
+                layers.append(nn.MaxPool2d(2))
+            for _ in range(2):
+                if kind == "stack":
+                    conv: nn.Module = BinaryStackConv2d(cin, w, m, k)
+                elif kind == "binary":
+                    conv = BinaryConv2d(cin, w)
+                else:
+                    conv = nn.Conv2d(cin, w, 3, 1, 1, bias=False)
+                layers += [conv, nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
+                cin = w
+        self.body = nn.Sequential(*layers)
+        self.feature_dim = cin
+        self.head = make_head(head, cin, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(self.stem(x))
+
+    def binary_layers(self) -> list[BinaryStackConv2d]:
+        return [mod for mod in self.modules() if isinstance(mod, BinaryStackConv2d)]
+
+
+def build(kind: str = "stack", num_classes: int = 10, in_channels: int = 1, *, m: int = 32, k: int = 16,
+          widths: Sequence[int] = (16, 32, 64, 128), head: str = "linear") -> BinaryNet:  # fmt: skip
+    """``build("stack", 10, 1, m=32, k=16)``; ``kind="binary"`` / ``"float"`` give the baselines."""
+    if kind == "stack":
+        bad = [c for c in widths[:-1] if c % k]
+        if bad:
+            raise LtkdError(f"k={k} must divide every layer's input width; {bad} are not multiples")
+    return BinaryNet(kind, m, k, widths, num_classes, in_channels, head)
+
+
+# --------------------------------------------------------------------------------------
+# Storage: formula, packing, export and load
+# --------------------------------------------------------------------------------------
+def index_bits(m: int) -> int:
+    """⌈log₂ m⌉ bits per selection index (0 when m = 1: there is nothing to choose)."""
+    return math.ceil(math.log2(m)) if m > 1 else 0
+
+
+def layer_storage_bits(c_in: int, c_out: int, m: int, k: int, d: int = 3) -> int:
+    """m·d²·k bits of binary filters + c_out·(c_in/k)·⌈log₂ m⌉ bits of indices."""
+    return m * d * d * k + c_out * (c_in // k) * index_bits(m)
+
+
+def full_precision_bits(c_in: int, c_out: int, d: int = 3) -> int:
+    return 32 * d * d * c_in * c_out
+
+
+def plain_binary_bits(c_in: int, c_out: int, d: int = 3) -> int:
+    return d * d * c_in * c_out
+
+
+def compression_ratio(c_in: int, c_out: int, m: int, k: int, d: int = 3) -> float:
+    """32·d²·c_in·c_out / (m·d²·k + c_out·(c_in/k)·⌈log₂ m⌉); a plain binary layer gives 32."""
+    return full_precision_bits(c_in, c_out, d) / layer_storage_bits(c_in, c_out, m, k, d)
+
+
+def pack_indices(idx: np.ndarray, bits: int) -> np.ndarray:
+    """Pack non-negative integers < 2**bits into a uint8 array, ``bits`` bits each (big-endian)."""
+    idx = np.asarray(idx, dtype=np.int64).ravel()
+    if bits == 0:
+        return np.zeros(0, np.uint8)
+    if idx.size and (idx.min() < 0 or idx.max() >= 2**bits):
+        raise LtkdError(f"indices must lie in [0, {2**bits}) to fit {bits} bits")
+    shifts = np.arange(bits - 1, -1, -1, dtype=np.int64)
+    return np.packbits(((idx[:, None] >> shifts) & 1).astype(np.uint8).ravel())
+
+
+def unpack_indices(packed: np.ndarray, bits: int, count: int) -> np.ndarray:
+    """Inverse of :func:`pack_indices`: ``count`` integers of ``bits`` bits each."""
+    if bits == 0:
+        return np.zeros(count, np.int64)
+    flat = np.unpackbits(np.asarray(packed, np.uint8), count=count * bits).reshape(count, bits).astype(np.int64)
+    return (flat << np.arange(bits - 1, -1, -1, dtype=np.int64)).sum(1)
+
+
+def export_layer(layer: BinaryStackConv2d) -> dict[str, np.ndarray]:
+    """The layer as bits: ``filters`` (packbits of B > 0, m·d²·k bits) and ``indices``
+    (c_out·G indices, ⌈log₂ m⌉ bits each), plus its shape in ``shape`` (7 small ints)."""
+    with torch.no_grad():
+        b = (layer.binary_filters() > 0).cpu().numpy().astype(np.uint8).ravel()
+        idx = layer.indices().cpu().numpy()
+    return {
+        "filters": np.packbits(b),
+        "indices": pack_indices(idx, index_bits(layer.m)),
+        "shape": np.array([layer.c_in, layer.c_out, layer.m, layer.k, layer.d, layer.stride, layer.padding], np.int32),
+    }
+
+
+def _set_from_bits(layer: BinaryStackConv2d, filters: np.ndarray, indices: np.ndarray) -> None:
+    n = layer.m * layer.k * layer.d * layer.d
+    b = np.unpackbits(np.asarray(filters, np.uint8), count=n).astype(np.float32) * 2 - 1
+    idx = unpack_indices(indices, index_bits(layer.m), layer.c_out * layer.groups)
+    with torch.no_grad():
+        layer.proxy.copy_(torch.from_numpy(b).view_as(layer.proxy))
+        onehot = F.one_hot(torch.from_numpy(idx), layer.m).float().view_as(layer.select_logits)
+        layer.select_logits.copy_(onehot)  # argmax = the stored index; sign(±1) = the stored bit
+
+
+def load_layer(arrays: dict[str, np.ndarray]) -> BinaryStackConv2d:
+    """Rebuild a :class:`BinaryStackConv2d` from :func:`export_layer`'s arrays (same forward output)."""
+    c_in, c_out, m, k, d, stride, padding = (int(v) for v in arrays["shape"])
+    layer = BinaryStackConv2d(c_in, c_out, m, k, d, stride, padding)
+    _set_from_bits(layer, arrays["filters"], arrays["indices"])
+    return layer
+
+
+def export(model: BinaryNet, path: str | os.PathLike) -> dict:
+    """Write ``model`` to ``path`` (.npz, uncompressed): per binary-stacked layer its packed
+    filter bits and packed indices; everything else (stem, BatchNorm, classifier) as ONE float32
+    array; a JSON header with the build config and offsets. Returns the byte counts."""
+    if not isinstance(model, BinaryNet) or model.config["kind"] != "stack":
+        raise LtkdError("export writes binary-stacked networks (binary_stack.build('stack', ...))")
+    arrays: dict[str, np.ndarray] = {}
+    names = [n for n, _ in model.named_modules() if isinstance(model.get_submodule(n), BinaryStackConv2d)]
+    for i, n in enumerate(names):
+        for key, arr in export_layer(model.get_submodule(n)).items():
+            arrays[f"l{i}_{key}"] = arr
+    rest, layout, offset = [], [], 0
+    for key, t in model.state_dict().items():
+        owner = key.rsplit(".", 1)[0]
+        if owner in names:
+            continue
+        a = t.detach().cpu().numpy()
+        layout.append([key, list(a.shape), str(a.dtype), offset])
+        rest.append(a.astype(np.float32).ravel())
+        offset += a.size
+    arrays["rest"] = np.concatenate(rest) if rest else np.zeros(0, np.float32)
+    header = {"config": model.config, "binary_layers": names, "rest_layout": layout}
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    p.write_bytes(buf.getvalue())
+    bits = sum(a.nbytes for k, a in arrays.items() if k.endswith(("_filters", "_indices")))
+    return {"file_bytes": p.stat().st_size, "binary_bytes": int(bits), "rest_bytes": int(arrays["rest"].nbytes),
+            "header_bytes": int(arrays["header"].nbytes)}  # fmt: skip
+
+
+def load(path: str | os.PathLike) -> BinaryNet:
+    """Rebuild the network :func:`export` wrote (same outputs as the exported model in eval mode)."""
+    p = Path(path)
+    if not p.is_file():
+        raise LtkdError(f"{p}: no such export file")
+    z = np.load(p, allow_pickle=False)
+    header = json.loads(bytes(z["header"]).decode())
+    cfg = header["config"]
+    model = BinaryNet(cfg["kind"], cfg["m"], cfg["k"], cfg["widths"], cfg["num_classes"], cfg["in_channels"],
+                      cfg["head"])  # fmt: skip
+    state = model.state_dict()
+    rest = z["rest"]
+    for key, shape, dtype, off in header["rest_layout"]:
+        n = int(np.prod(shape)) if shape else 1
+        state[key] = torch.from_numpy(rest[off : off + n].astype(dtype).reshape(shape))
+    model.load_state_dict(state)
+    for i, n in enumerate(header["binary_layers"]):
+        _set_from_bits(model.get_submodule(n), z[f"l{i}_filters"], z[f"l{i}_indices"])
+    model.eval()
+    return model
+
+
+def export_full_precision(model: nn.Module, path: str | os.PathLike) -> int:
+    """Write every tensor of ``model``'s state dict as float32 into one .npz (the full-precision
+    counterpart's file in the same container format); returns its size in bytes."""
+    arrays = {k.replace(".", "_"): v.detach().cpu().numpy().astype(np.float32) for k, v in model.state_dict().items()}
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    p.write_bytes(buf.getvalue())
+    return p.stat().st_size
+
+
+def storage_report(model: BinaryNet) -> list[dict]:
+    """Per binary-stacked layer: c_in, c_out, m, k, formula bits, full-precision and 1-bit bits, ratio."""
+    rows = []
+    for layer in model.binary_layers():
+        ci, co, m, k, d = layer.c_in, layer.c_out, layer.m, layer.k, layer.d
+        rows.append({
+            "c_in": ci, "c_out": co, "m": m, "k": k,
+            "bits": layer_storage_bits(ci, co, m, k, d),
+            "fp32_bits": full_precision_bits(ci, co, d),
+            "binary_bits": plain_binary_bits(ci, co, d),
+            "ratio_vs_fp32": compression_ratio(ci, co, m, k, d),
+        })  # fmt: skip
+    return rows
