@@ -192,7 +192,7 @@ class BinaryNet(_Backbone):
     """
 
     def __init__(self, kind: str = "stack", m: int = 32, k: int = 16, widths: Sequence[int] = (16, 32, 64, 128),
-                 num_classes: int = 10, in_channels: int = 1, head: str = "linear"):  # fmt: skip
+                 num_classes: int = 10, in_channels: int = 1, head: str = "linear", mode: str = "stm"):  # fmt: skip
         super().__init__()
         if kind not in ("stack", "binary", "float"):
             raise LtkdError(f"kind must be 'stack', 'binary' or 'float', got {kind!r}")
@@ -207,7 +207,7 @@ class BinaryNet(_Backbone):
                 layers.append(nn.MaxPool2d(2))
             for _ in range(2):
                 if kind == "stack":
-                    conv: nn.Module = BinaryStackConv2d(cin, w, m, k)
+                    conv: nn.Module = BinaryStackConv2d(cin, w, m, k, mode=mode)
                 elif kind == "binary":
                     conv = BinaryConv2d(cin, w)
                 else:
@@ -226,13 +226,17 @@ class BinaryNet(_Backbone):
 
 
 def build(kind: str = "stack", num_classes: int = 10, in_channels: int = 1, *, m: int = 32, k: int = 16,
-          widths: Sequence[int] = (16, 32, 64, 128), head: str = "linear") -> BinaryNet:  # fmt: skip
-    """``build("stack", 10, 1, m=32, k=16)``; ``kind="binary"`` / ``"float"`` give the baselines."""
+          widths: Sequence[int] = (16, 32, 64, 128), head: str = "linear", mode: str = "stm") -> BinaryNet:  # fmt: skip
+    """``build("stack", 10, 1, m=32, k=16)``; ``kind="binary"`` / ``"float"`` give the baselines.
+
+    ``mode`` ("stm" or "materialised") is how the stacked layers compute their forward pass; the
+    two are the same function (chapter 8 checks it), so a network can train in one and run in the
+    other (``for l in net.binary_layers(): l.mode = ...``)."""
     if kind == "stack":
         bad = [c for c in widths[:-1] if c % k]
         if bad:
             raise LtkdError(f"k={k} must divide every layer's input width; {bad} are not multiples")
-    return BinaryNet(kind, m, k, widths, num_classes, in_channels, head)
+    return BinaryNet(kind, m, k, widths, num_classes, in_channels, head, mode)
 
 
 # --------------------------------------------------------------------------------------
@@ -312,36 +316,44 @@ def load_layer(arrays: dict[str, np.ndarray]) -> BinaryStackConv2d:
 
 
 def export(model: BinaryNet, path: str | os.PathLike) -> dict:
-    """Write ``model`` to ``path`` (.npz, uncompressed): per binary-stacked layer its packed
-    filter bits and packed indices; everything else (stem, BatchNorm, classifier) as ONE float32
-    array; a JSON header with the build config and offsets. Returns the byte counts."""
+    """Write ``model`` to ``path`` (.npz, uncompressed) as four arrays: ``filters`` (every
+    binary-stacked layer's packed filter bits, each layer starting on a byte), ``indices`` (every
+    layer's packed selection indices, likewise), ``rest`` (everything else — stem, BatchNorm,
+    classifier — as ONE float32 array) and ``header`` (JSON: build config, byte offsets, layout).
+    Returns the byte counts."""
     if not isinstance(model, BinaryNet) or model.config["kind"] != "stack":
         raise LtkdError("export writes binary-stacked networks (binary_stack.build('stack', ...))")
-    arrays: dict[str, np.ndarray] = {}
-    names = [n for n, _ in model.named_modules() if isinstance(model.get_submodule(n), BinaryStackConv2d)]
-    for i, n in enumerate(names):
-        for key, arr in export_layer(model.get_submodule(n)).items():
-            arrays[f"l{i}_{key}"] = arr
+    names = [n for n, mod in model.named_modules() if isinstance(mod, BinaryStackConv2d)]
+    filt, idx, offsets = [], [], []
+    fo = io_ = 0
+    for n in names:
+        a = export_layer(model.get_submodule(n))
+        filt.append(a["filters"])
+        idx.append(a["indices"])
+        offsets.append([fo, a["filters"].size, io_, a["indices"].size])
+        fo, io_ = fo + a["filters"].size, io_ + a["indices"].size
     rest, layout, offset = [], [], 0
     for key, t in model.state_dict().items():
-        owner = key.rsplit(".", 1)[0]
-        if owner in names:
+        if key.rsplit(".", 1)[0] in names:
             continue
         a = t.detach().cpu().numpy()
         layout.append([key, list(a.shape), str(a.dtype), offset])
         rest.append(a.astype(np.float32).ravel())
         offset += a.size
-    arrays["rest"] = np.concatenate(rest) if rest else np.zeros(0, np.float32)
-    header = {"config": model.config, "binary_layers": names, "rest_layout": layout}
-    arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    header = {"config": model.config, "binary_layers": names, "offsets": offsets, "rest_layout": layout}
+    arrays = {
+        "filters": np.concatenate(filt) if filt else np.zeros(0, np.uint8),
+        "indices": np.concatenate(idx) if idx else np.zeros(0, np.uint8),
+        "rest": np.concatenate(rest) if rest else np.zeros(0, np.float32),
+        "header": np.frombuffer(json.dumps(header, separators=(",", ":")).encode(), dtype=np.uint8),
+    }
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     p.write_bytes(buf.getvalue())
-    bits = sum(a.nbytes for k, a in arrays.items() if k.endswith(("_filters", "_indices")))
-    return {"file_bytes": p.stat().st_size, "binary_bytes": int(bits), "rest_bytes": int(arrays["rest"].nbytes),
-            "header_bytes": int(arrays["header"].nbytes)}  # fmt: skip
+    return {"file_bytes": p.stat().st_size, "binary_bytes": int(arrays["filters"].nbytes + arrays["indices"].nbytes),
+            "rest_bytes": int(arrays["rest"].nbytes), "header_bytes": int(arrays["header"].nbytes)}  # fmt: skip
 
 
 def load(path: str | os.PathLike) -> BinaryNet:
@@ -360,8 +372,9 @@ def load(path: str | os.PathLike) -> BinaryNet:
         n = int(np.prod(shape)) if shape else 1
         state[key] = torch.from_numpy(rest[off : off + n].astype(dtype).reshape(shape))
     model.load_state_dict(state)
-    for i, n in enumerate(header["binary_layers"]):
-        _set_from_bits(model.get_submodule(n), z[f"l{i}_filters"], z[f"l{i}_indices"])
+    filters, indices = z["filters"], z["indices"]
+    for n, (fo, fn, io_, in_) in zip(header["binary_layers"], header["offsets"]):
+        _set_from_bits(model.get_submodule(n), filters[fo : fo + fn], indices[io_ : io_ + in_])
     model.eval()
     return model
 

@@ -1,0 +1,70 @@
+"""Shared plumbing for chapters 7 and 8's sweeps (``compact_tissuenet.py``, ``compact_binary.py``):
+a seeded balanced subsample, one training run with the quick profile's stage-1 recipe, and a
+results file rewritten after every run (so a stopped sweep keeps what it finished)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ltkd.data import ImageData, load
+from ltkd.metrics import count_flops, count_params
+from ltkd.profiles import get_profile
+from ltkd.train import LossObjective, fit, get_device, predict
+
+CIFAR_JPEG = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "cifar10-jpeg"
+
+
+def balanced_subsample(data: ImageData, per_class: int, seed: int = 0) -> ImageData:
+    """``per_class`` images of every class, drawn with NumPy seed ``seed`` (sorted indices)."""
+    rng = np.random.RandomState(seed)
+    labels = data.labels.numpy()
+    idx = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in range(data.num_classes)])
+    return data.subset(np.sort(idx), subsample=f"{per_class} per class, seed {seed}")
+
+
+def get_data(name: str, per_class: int) -> tuple[ImageData, ImageData] | None:
+    """(train subsample, full test) of ``fashion-mnist`` or ``cifar10-jpeg``; None when absent."""
+    if name == "cifar10-jpeg":
+        if not CIFAR_JPEG.exists():
+            return None
+        train, test = load(str(CIFAR_JPEG))
+    else:
+        train, test = load(name)
+    return balanced_subsample(train, per_class), test
+
+
+def train_eval(model: torch.nn.Module, train: ImageData, test: ImageData, epochs: int, seed: int = 0) -> dict:
+    """Train with the quick profile's stage-1 config (``epochs`` replaced), CE, instance sampling;
+    return test accuracy, parameters, FLOPs and the wall time."""
+    cfg = get_profile("quick").stage1.replace(epochs=epochs)
+    dev = get_device()
+    t0 = time.perf_counter()
+    hist = fit(model, LossObjective(F.cross_entropy), train, cfg, seed=seed, device=dev, progress=False)
+    seconds = time.perf_counter() - t0
+    logits = predict(model, test, dev)
+    acc = float((logits.argmax(1) == test.labels).float().mean())
+    return {"acc": acc, "params": count_params(model), "flops": count_flops(model, tuple(train.images.shape[1:])),
+            "train_seconds": round(seconds, 1), "final_train_loss": hist[-1]["loss"], "epochs": epochs,
+            "seed": seed}  # fmt: skip
+
+
+def environment() -> dict:
+    dev = get_device()
+    return {"device": str(dev), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
+            "LTKD_THREADS": os.environ.get("LTKD_THREADS")}  # fmt: skip
+
+
+def write(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, indent=1))
+    os.replace(tmp, path)
