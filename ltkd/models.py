@@ -169,6 +169,7 @@ class ConvNet(_Backbone):
 MODELS = {
     "cnn6": lambda **k: ConvNet(width=16, **k),
     "cnn6x2": lambda **k: ConvNet(width=32, **k),
+    "cnn6x0.5": lambda **k: ConvNet(width=8, **k),  # a small student for the KD chapters
     "resnet8": lambda **k: ResNet(8, **k),
     "resnet20": lambda **k: ResNet(20, **k),
     "resnet32": lambda **k: ResNet(32, **k),

@@ -1,0 +1,187 @@
+"""Distillers (chapter 4): KD and DKD against hand computations, the frozen teacher, warm-up, the engine
+hook for indices, ``ltkd distill``."""
+
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ltkd.cli import main
+from ltkd.data import load
+from ltkd.methods.distill import DKD, KD, dkd_loss, kd_loss, load_teacher, soften
+from ltkd.models import build_model
+from ltkd.profiles import TrainConfig
+from ltkd.train import fit, save_model
+
+ZS = torch.tensor([[2.0, 0.5, -1.0], [0.0, 1.5, 3.0]])
+ZT = torch.tensor([[3.0, 1.0, 0.0], [1.0, 2.0, 0.5]])
+Y = torch.tensor([0, 2])
+
+
+def _kl(p, q):
+    return sum(pi * math.log(pi / qi) for pi, qi in zip(p, q) if pi > 0)
+
+
+def _softmax(z, T):
+    e = [math.exp(v / T) for v in z]
+    return [v / sum(e) for v in e]
+
+
+def test_kd_loss_matches_hand_computation():
+    T = 2.0
+    got = kd_loss(ZS, soften(ZT, T), T)
+    for i in range(2):
+        want = T * T * _kl(_softmax(ZT[i].tolist(), T), _softmax(ZS[i].tolist(), T))
+        assert got[i].item() == pytest.approx(want, rel=1e-5)
+
+
+def test_dkd_loss_matches_hand_computation():
+    T, a, b = 2.0, 1.0, 8.0
+    tckd, nckd = dkd_loss(ZS, soften(ZT, T), Y, a, b, T)
+    for i in range(2):
+        y = int(Y[i])
+        pt, ps = _softmax(ZT[i].tolist(), T), _softmax(ZS[i].tolist(), T)
+        want_t = T * T * _kl([pt[y], 1 - pt[y]], [ps[y], 1 - ps[y]])
+        nt = [pt[j] / (1 - pt[y]) for j in range(3) if j != y]
+        ns = [ps[j] / (1 - ps[y]) for j in range(3) if j != y]
+        want_n = T * T * _kl(nt, ns)
+        assert tckd[i].item() == pytest.approx(a * want_t, rel=1e-4)
+        assert nckd[i].item() == pytest.approx(b * want_n, rel=1e-4)
+
+
+def test_dkd_with_alpha_one_and_beta_one_minus_pt_is_kd():
+    """Zhao et al.'s identity: KD = TCKD + (1 − p^t_y) · NCKD."""
+    T = 3.0
+    pt = soften(ZT, T)
+    tckd, nckd = dkd_loss(ZS, pt, Y, 1.0, 1.0, T)
+    w = 1 - pt[torch.arange(2), Y]
+    torch.testing.assert_close(tckd + w * nckd, kd_loss(ZS, pt, T), rtol=1e-4, atol=1e-5)
+
+
+class _Linear(torch.nn.Module):
+    def __init__(self, d=4, c=3, seed=0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.lin = torch.nn.Linear(d, c)
+        self.bn = torch.nn.BatchNorm1d(d)
+
+    def forward(self, x):
+        return self.lin(self.bn(x))
+
+
+def test_kd_objective_value_and_no_gradient_to_teacher():
+    teacher, student = _Linear(seed=1), _Linear(seed=2)
+    obj = KD(teacher, T=4.0, ce_weight=0.1, kd_weight=0.9).train()
+    x = torch.randn(5, 4)
+    y = torch.tensor([0, 1, 2, 0, 1])
+    logits, losses = obj(student, x, y)
+    assert set(losses) == {"ce", "kd"}
+    with torch.no_grad():
+        zt = teacher(x)
+    assert losses["ce"].item() == pytest.approx(0.1 * F.cross_entropy(logits, y).item(), rel=1e-5)
+    assert losses["kd"].item() == pytest.approx(0.9 * kd_loss(logits, soften(zt, 4.0), 4.0).mean().item(), rel=1e-5)
+    sum(losses.values()).backward()
+    assert all(p.grad is None for p in teacher.parameters())
+    assert all(not p.requires_grad for p in teacher.parameters())
+    assert student.lin.weight.grad is not None and student.lin.weight.grad.abs().sum() > 0
+
+
+def test_teacher_stays_in_eval_mode_and_unchanged_through_training(digits):
+    train, _ = digits
+    teacher = build_model("cnn6x0.5", 10, 1).eval()
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    obj = DKD(teacher, warmup=2)
+    obj.train()
+    assert obj.training and not teacher.training
+    seen = []
+    orig = obj.forward
+
+    def spy(model, x, y, idx=None):
+        seen.append((teacher.training, idx is not None))
+        return orig(model, x, y, idx)
+
+    obj.forward = spy
+    student = build_model("cnn6x0.5", 10, 1)
+    fit(student, obj, train.subset(range(64)), TrainConfig(epochs=2, batch_size=32, lr=0.05), progress=False)
+    assert seen and all(not t and has_idx for t, has_idx in seen)  # eval mode; the engine passed indices
+    for k, v in teacher.state_dict().items():
+        assert torch.equal(v, before[k]), k  # BN running stats did not move
+    assert obj.warm == 1.0
+
+
+def test_dkd_warmup_is_linear():
+    obj = DKD(_Linear(), warmup=4)
+    obj.on_epoch(0, 10)
+    assert obj.warm == pytest.approx(0.25)
+    obj.on_epoch(1, 10)
+    assert obj.warm == pytest.approx(0.5)
+    obj.on_epoch(7, 10)
+    assert obj.warm == 1.0
+    x, y = torch.randn(6, 4), torch.tensor([0, 1, 2, 0, 1, 2])
+    obj.on_epoch(0, 10)
+    _, a = obj(_Linear(seed=3), x, y)
+    obj.on_epoch(3, 10)
+    _, b = obj(_Linear(seed=3), x, y)
+    assert a["kd"].item() == pytest.approx(0.25 * b["kd"].item(), rel=1e-5)
+
+
+def test_selection_mask_gives_ce_only_to_unselected():
+    teacher, student = _Linear(seed=1), _Linear(seed=2)
+    x, y = torch.randn(4, 4), torch.tensor([0, 1, 2, 0])
+    obj = KD(teacher, selected=torch.tensor([True, False, True, False, True, True])).train()
+    idx = torch.tensor([0, 1, 2, 3])
+    logits, losses = obj(student, x, y, idx)
+    ce = F.cross_entropy(logits, y, reduction="none")
+    m = torch.tensor([1.0, 0, 1, 0])
+    assert losses["ce"].item() == pytest.approx(((0.1 * m + (1 - m)) * ce).mean().item(), rel=1e-5)
+    per = kd_loss(logits, soften(teacher(x), 4.0), 4.0)
+    assert losses["kd"].item() == pytest.approx(0.9 * (per * m).mean().item(), rel=1e-5)
+
+
+def test_load_teacher_round_trip_and_errors(tmp_path):
+    net = build_model("cnn6x0.5", 10, 1)
+    save_model(net, tmp_path / "t.pt", arch="cnn6x0.5", num_classes=10, in_channels=1, head="LinearHead")
+    t = load_teacher(tmp_path / "t.pt", 10, 1)
+    assert not t.training
+    x = torch.randn(2, 1, 8, 8)
+    torch.testing.assert_close(t(x), net.eval()(x))
+    from ltkd.errors import LtkdError
+
+    with pytest.raises(LtkdError, match="classes"):
+        load_teacher(tmp_path / "t.pt", 5, 1)
+
+
+def test_cli_distill_writes_metrics_with_teacher(tmp_path, capsys):
+    train, _ = load("digits")
+    teacher = build_model("cnn6x0.5", 10, 1)
+    save_model(teacher, tmp_path / "t.pt", arch="cnn6x0.5", num_classes=10, in_channels=1, head="LinearHead")
+    out = tmp_path / "run"
+    rc = main(["distill", "--teacher", str(tmp_path / "t.pt"), "--student", "cnn6x0.5", "--method", "kd-lr-ds",
+               "--dataset", "digits", "--epochs", "1", "--out", str(out), "--fraction", "0.5"])  # fmt: skip
+    assert rc == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["method"] == "kd-lr-ds" and m["model"] == "cnn6x0.5"
+    assert 0 <= m["overall"] <= 1 and "many" in m and "history" in m
+    assert m["teacher"]["model"] == "cnn6x0.5" and 0 <= m["teacher"]["train_error"] <= 1
+    assert m["options"]["fraction"] == 0.5
+    assert (out / "model.pt").is_file()
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--teacher", "nonexistent-model"], "neither a checkpoint"),
+        (["--teacher", "cnn6", "--student", "vgg"], "unknown student"),
+        (["--teacher", "cnn6", "--eta", "1.5"], "--eta"),
+    ],
+)
+def test_cli_distill_errors(args, needle, capsys):
+    assert main(["distill", *args]) == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_train_without_teacher_explains(tmp_path, capsys):
+    assert main(["train", "--method", "kd", "--epochs", "1", "--out", str(tmp_path)]) == 2
+    assert "needs a teacher" in capsys.readouterr().err

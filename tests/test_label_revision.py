@@ -1,0 +1,103 @@
+"""Label revision and data selection (chapter 5)."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ltkd.errors import LtkdError
+from ltkd.methods.distill import KD, soften
+from ltkd.methods.label_revision import (
+    LabelRevision,
+    revise,
+    revision_beta,
+    select_fraction,
+    selection_mask,
+    selection_scores,
+)
+from ltkd.models import build_model
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    logits=st.lists(st.lists(st.floats(-30, 30), min_size=2, max_size=12), min_size=1, max_size=8).filter(
+        lambda rows: len({len(r) for r in rows}) == 1
+    ),
+    eta=st.floats(0.01, 0.99),
+    T=st.floats(0.5, 8.0),
+    data=st.data(),
+)
+def test_revised_argmax_is_the_label_and_rows_sum_to_one(logits, eta, T, data):
+    z = torch.tensor(logits, dtype=torch.float32)
+    y = torch.tensor([data.draw(st.integers(0, z.shape[1] - 1)) for _ in range(len(z))])
+    p = soften(z, T)
+    r = revise(p, y, eta)
+    assert torch.equal(r.argmax(1), y)
+    # strictly: the label beats every other class by at least 1 − η (up to rounding)
+    other = r.scatter(1, y[:, None], -1.0).max(1).values
+    assert torch.all(r.gather(1, y[:, None]).squeeze(1) - other >= (1 - eta) - 1e-5)
+    torch.testing.assert_close(r.sum(1), torch.ones(len(z)), atol=1e-5, rtol=0)
+    assert torch.all(r >= 0)
+
+
+def test_beta_is_eta_where_teacher_right_and_smaller_where_wrong():
+    p = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.5, 0.5, 0.0]])
+    y = torch.tensor([0, 0, 1])
+    b = revision_beta(p, y, 0.8)
+    assert b[0].item() == pytest.approx(0.8)  # right
+    assert b[1].item() == pytest.approx(0.8 / (0.8 - 0.1 + 1))  # confidently wrong
+    assert b[2].item() == pytest.approx(0.8)  # tie counts as right
+    r = revise(p, y, 0.8)
+    want1 = [b[1] * 0.1 + (1 - b[1]), b[1] * 0.8, b[1] * 0.1]
+    torch.testing.assert_close(r[1], torch.stack([torch.as_tensor(v) for v in want1]).float())
+    with pytest.raises(LtkdError):
+        revise(p, y, 1.0)
+    with pytest.raises(LtkdError):
+        LabelRevision(0.0)
+
+
+@pytest.mark.parametrize("n, frac", [(10, 0.5), (7, 0.33), (100, 0.9), (5, 0.0), (5, 1.0), (3, 0.5)])
+def test_selection_keeps_exactly_the_fraction(n, frac):
+    scores = torch.randn(n)
+    m = select_fraction(scores, frac)
+    k = math.floor(frac * n + 0.5)
+    assert m.dtype == torch.bool and len(m) == n and int(m.sum()) == k
+    if 0 < k < n:
+        assert scores[m].min() >= scores[~m].max()  # the highest scores are kept
+
+
+def test_selection_ties_broken_by_index():
+    m = select_fraction(torch.zeros(6), 0.5)
+    assert m.tolist() == [True, True, True, False, False, False]
+    with pytest.raises(LtkdError):
+        select_fraction(torch.zeros(3), 1.5)
+
+
+def test_selection_scores_are_teacher_margins(digits):
+    train, _ = digits
+    data = train.subset(range(50))
+    teacher = build_model("cnn6x0.5", 10, 1).eval()
+    s = selection_scores(teacher, data)
+    from ltkd.train import predict
+
+    p = torch.softmax(predict(teacher, data), 1)
+    y = data.labels
+    py = p[torch.arange(len(y)), y]
+    other = p.clone()
+    other[torch.arange(len(y)), y] = -1
+    torch.testing.assert_close(s, py - other.max(1).values, atol=1e-5, rtol=0)
+    assert torch.all((s < 0) == (p.argmax(1) != y) | (s == 0))
+    m = selection_mask(teacher, data, 0.4)
+    assert int(m.sum()) == 20
+
+
+def test_kd_with_revision_uses_revised_targets():
+    torch.manual_seed(0)
+    teacher = torch.nn.Linear(4, 3)
+    x, y = torch.randn(5, 4), torch.tensor([0, 1, 2, 0, 1])
+    obj = KD(teacher, T=2.0, revision=LabelRevision(0.8))
+    targets = obj.teacher_targets(x, y)
+    torch.testing.assert_close(targets, revise(soften(teacher(x).detach(), 2.0), y, 0.8))
+    assert torch.equal(targets.argmax(1), y)
