@@ -1,0 +1,234 @@
+"""H2T — head-to-tail feature fusion (Li et al., AAAI 2024), a stage-2 (classifier re-training) step.
+
+Chapter 3 (``notebooks/03_head_to_tail_fusion.ipynb``) builds :func:`fuse` by hand, checks it
+against this file and trains :class:`H2T` with it.
+
+The idea. After stage 1 the backbone is frozen and the classifier is re-trained on
+class-balanced batches (cRT). Tail classes then appear often, but always as the same few
+images, so the classifier learns a region too small for them. H2T widens it by grafting
+head-class variety onto tail samples at the level of the last feature map:
+
+* a class-balanced batch x₁ (the *fused* branch; its labels y₁ are the ones trained on) and an
+  instance-sampled batch x₂ (the *donors*, mostly head classes) go through the frozen backbone
+  to their last feature maps F₁, F₂ ∈ ℝ^{B×C×h×w};
+* one random channel set S ⊂ {0..C−1} with |S| = ⌊ρ·C⌋ is drawn per batch, shared by all
+  samples, and F̃ = F₁ with F̃[:, S] = F₂[:, S]  (the paper's fusion, its eq. for F̃);
+* the classifier (global average pool, then the head) is trained with CE(head(pool(F̃)), y₁).
+
+No fusion at evaluation. ρ = 0.25 in every published CIFAR config (the code's default is
+0.3). The published stage 2: 10 epochs, batch 128, lr 0.02 cosine, classifier only, backbone
+BatchNorm statistics still updating (``Stage.bn="train"``); stage 1 is CE (or GCL) with mixup.
+
+H2T is a plug-in to the stage 2 of the method it is applied on; the recipes registered here:
+
+* ``h2t`` — stage 1 CE, then cRT's stage 2 (a fresh linear head, class-balanced sampling, CE) on
+  fused maps; so ρ = 0 *is* cRT, and any difference is the fusion's;
+* ``gcl-h2t`` — stage 1 GCL (a cosine head), then GCL's stage 2 (the stage-1 cosine head kept
+  and fine-tuned, effective-number sampling, GCL's stage-2 loss) on fused maps; ρ = 0 is GCL's
+  two-stage recipe. A fresh linear head here would throw away what GCL's stage 1 trained the
+  cosine geometry for.
+
+``--fusion-ratio`` (``options["fusion_ratio"]``) sets ρ; ``options["h2t_donor"]`` the donor sampler.
+
+Choices of this implementation (the paper leaves them open; chapter 3 tests the first two):
+
+* both batches go through the backbone in one pass (so with ``bn="train"`` the batch
+  statistics are those of the two batches together);
+* donors are augmented like training images (random crop, flip) with their own seeded
+  generators, so the class-balanced batch order is the same as cRT's.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data import ImageData, augment, class_sampler_weights
+from ..errors import LtkdError
+from . import Context, Recipe, Stage, register
+from .baselines import CE_STAGE
+
+__all__ = ["fuse", "fused_channels", "H2T", "h2t_objective", "h2t_stage", "gcl_h2t_stage", "H2T_STAGE", "DEFAULT_RHO"]
+
+DEFAULT_RHO = 0.25
+
+
+def fused_channels(num_channels: int, rho: float) -> int:
+    """⌊ρ·C⌋, the number of channels a donor gives (a 1e-9 guard keeps e.g. 0.3·10 = 3)."""
+    if not 0.0 <= rho <= 1.0:
+        raise LtkdError(f"fusion ratio ρ must be in [0, 1], got {rho}")
+    return int(math.floor(rho * num_channels + 1e-9))
+
+
+def fuse(
+    f1: torch.Tensor, f2: torch.Tensor, rho: float, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """H2T's fusion: copy one random set of ⌊ρ·C⌋ channels of the donor maps into the fused maps.
+
+    ``f1`` (fused branch, B×C×h×w) and ``f2`` (donors, same shape). One channel set S is drawn
+    (``torch.randperm(C)[:k]`` from ``generator``, on the CPU) and shared by every sample:
+    ``fused = f1.clone(); fused[:, S] = f2[:, S]``. Returns ``(fused, S)`` with S sorted.
+    ρ = 0 returns a copy of ``f1`` and an empty S. Chapter 3, section "the fusion".
+    """
+    if f1.shape != f2.shape:
+        raise LtkdError(f"fused and donor feature maps must have the same shape, got {tuple(f1.shape)} "
+                        f"and {tuple(f2.shape)}")  # fmt: skip
+    c = f1.shape[1]
+    k = fused_channels(c, rho)
+    channels = torch.randperm(c, generator=generator)[:k].sort().values
+    fused = f1.clone()
+    if k:
+        idx = channels.to(f1.device)
+        fused[:, idx] = f2[:, idx]
+    return fused, channels
+
+
+class H2T(nn.Module):
+    """The H2T stage-2 objective: ``forward(model, x, y) -> (logits, {"ce": loss})``.
+
+    ``x, y`` is the class-balanced batch the engine draws. The objective draws its own donor
+    batch of the same size from ``train`` (kept on the device as uint8; augmented with
+    :func:`ltkd.data.augment` and normalised with the data's statistics), runs both through
+    ``model.features`` without gradient (the backbone is frozen: nothing reaches it), fuses them
+    with ``fuse_fn`` (default :func:`fuse`) and returns ``model.head(model.pool(fused)) · scale``
+    and ``criterion`` of those logits against ``y``. In eval mode there is no fusion.
+
+    * ``rho`` — the fusion ratio ρ (0.25).
+    * ``donor`` — how donors are sampled: ``instance`` (published), ``class-balanced`` or ``sqrt``.
+    * ``scale`` — multiplies the logits (1 for a linear head; a cosine head returning cos θ needs
+      a scale, e.g. 20 as in GCL's stage 2).
+    * ``seed`` — seeds the donor and channel generators.
+
+    After each training step ``last_channels`` holds the channel set S and ``last_donors`` the
+    donors' indices into ``train``.
+    """
+
+    def __init__(
+        self,
+        train: ImageData,
+        rho: float = DEFAULT_RHO,
+        *,
+        donor: str = "instance",
+        scale: float = 1.0,
+        criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
+        fuse_fn: Callable = fuse,
+        seed: int = 0,
+        augment_donors: bool = True,
+    ):
+        super().__init__()
+        fused_channels(1, rho)  # validates ρ
+        self.rho = float(rho)
+        self.scale = float(scale)
+        self.criterion = criterion
+        self.fuse_fn = fuse_fn
+        self.augment_donors = augment_donors
+        self.train_data = train
+        self.donor = donor
+        counts = train.counts
+        class_p = torch.as_tensor(class_sampler_weights(counts, donor), dtype=torch.float64)
+        # per-image probability: class probability shared among the class's images
+        self._weights = (class_p / torch.as_tensor(counts, dtype=torch.float64).clamp_min(1))[train.labels].float()
+        self._instance = donor in ("instance", "instance-balanced")
+        self.generator = torch.Generator().manual_seed(int(seed) * 7919 + 17)  # donors and channel sets
+        self._images: torch.Tensor | None = None  # on the device, uint8, moved at first use
+        self._aug_gen: torch.Generator | None = None
+        self._seed = int(seed)
+        self.last_channels: torch.Tensor | None = None
+        self.last_donors: torch.Tensor | None = None
+
+    def _donor_batch(self, n: int, device: torch.device) -> torch.Tensor:
+        if self._images is None or self._images.device != device:
+            self._images = self.train_data.images.to(device)
+            self._aug_gen = torch.Generator(device=device).manual_seed(self._seed * 104729 + 3)
+            mean = torch.tensor(self.train_data.mean, device=device).view(1, -1, 1, 1)
+            std = torch.tensor(self.train_data.std, device=device).view(1, -1, 1, 1)
+            self._norm = (1.0 / (255.0 * std), -mean / std)
+        if self._instance:
+            idx = torch.randint(len(self._images), (n,), generator=self.generator)
+        else:
+            idx = torch.multinomial(self._weights, n, replacement=True, generator=self.generator)
+        self.last_donors = idx
+        x = self._images[idx.to(device)]
+        if self.augment_donors:
+            x = augment(x, self.train_data.pad, self.train_data.flip, self._aug_gen)
+        scale, shift = self._norm
+        return x.float().mul_(scale).add_(shift)
+
+    def forward(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor):
+        if not self.training:
+            logits = model(x) * self.scale
+            return logits, {"ce": self.criterion(logits, y)}
+        n = len(x)
+        with torch.no_grad():
+            k = fused_channels(model.feature_dim, self.rho)
+            if k == 0:  # ρ = 0: cRT; no donors needed
+                fmaps = model.features(x)
+                fused, self.last_channels = fmaps, torch.empty(0, dtype=torch.long)
+            else:
+                xd = self._donor_batch(n, x.device).to(dtype=x.dtype, memory_format=torch.preserve_format)
+                fmaps = model.features(torch.cat([x, xd]))
+                fused, self.last_channels = self.fuse_fn(fmaps[:n], fmaps[n:], self.rho, self.generator)
+        logits = model.head(model.pool(fused.detach())) * self.scale
+        return logits, {"ce": self.criterion(logits, y)}
+
+    def extra_repr(self) -> str:
+        return f"rho={self.rho}, donor={self.donor!r}, scale={self.scale}"
+
+
+# --------------------------------------------------------------------------------------
+# Recipes
+# --------------------------------------------------------------------------------------
+def h2t_objective(ctx: Context, scale: float = 1.0, criterion=F.cross_entropy) -> H2T:
+    """H2T with ρ from ``ctx.options["fusion_ratio"]`` (default 0.25) and donor sampling from
+    ``ctx.options["h2t_donor"]`` (default ``instance``)."""
+    rho = ctx.options.get("fusion_ratio")
+    rho = DEFAULT_RHO if rho is None else float(rho)
+    return H2T(ctx.train, rho, donor=ctx.options.get("h2t_donor", "instance"), scale=scale,
+               criterion=criterion, seed=ctx.seed)  # fmt: skip
+
+
+def h2t_stage(head: str = "linear", bn: str = "frozen", scale: float = 1.0, criterion=F.cross_entropy,
+              name: str = "h2t") -> Stage:  # fmt: skip
+    """The H2T stage: class-balanced batches, a fresh ``head`` of the stage-1 kind, backbone frozen.
+
+    ``bn="train"`` lets backbone BatchNorm statistics keep updating (the published setting);
+    the book's default keeps them frozen, as cRT does, so the two differ only by the fusion.
+    """
+    return Stage(objective=lambda ctx: h2t_objective(ctx, scale, criterion), sampler="class-balanced",
+                 head=head, trainable="head", bn=bn, config="stage2", name=name)  # fmt: skip
+
+
+H2T_STAGE = h2t_stage()
+
+
+def _gcl():
+    try:
+        from . import gcl
+    except ImportError:  # gcl.py not there (H2T on CE still works)
+        return None
+    return gcl if hasattr(gcl, "GCL_STAGE1") else None
+
+
+def gcl_h2t_stage(bn: str = "frozen", name: str = "gcl-h2t") -> Stage:
+    """H2T plugged into GCL's stage 2: the same kept stage-1 cosine classifier, the same sampler
+    (effective number) and the same stage-2 loss (clouded cosine logits, m = 0.1, s = 20, focal γ = 1),
+    trained on fused feature maps. GCL's two-stage recipe and this one differ only by the fusion."""
+    g = _gcl()
+
+    def objective(ctx: Context) -> H2T:
+        return h2t_objective(ctx, criterion=g.gcl_stage2_objective(ctx).criterion)
+
+    return Stage(objective=objective, sampler=g.gcl_sampler, head=None, trainable="head", bn=bn, config="stage2",
+                 name=name)  # fmt: skip
+
+
+register(Recipe("h2t", "CE, then H2T head-to-tail feature fusion in classifier re-training (Li et al. 2024)",
+                [CE_STAGE, H2T_STAGE], chapter="03"))  # fmt: skip
+
+if _gcl() is not None:
+    register(Recipe("gcl-h2t", "GCL stage 1 (cosine head), then GCL's stage 2 on H2T-fused feature maps "
+                    "(Li et al. 2024)", [_gcl().GCL_STAGE1, gcl_h2t_stage()], head="cosine", chapter="03"))  # fmt: skip

@@ -1,0 +1,182 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ltkd.data import long_tail
+from ltkd.errors import LtkdError
+from ltkd.experiment import run
+from ltkd.methods import get_method
+from ltkd.methods.h2t import H2T, fuse, fused_channels
+from ltkd.models import build_model
+from ltkd.profiles import TrainConfig, get_profile
+from ltkd.train import fit
+
+
+def _maps(b=5, c=16, h=3, w=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, c, h, w, generator=g), torch.randn(b, c, h, w, generator=g) + 10.0
+
+
+@pytest.mark.parametrize("rho,c", [(0.25, 16), (0.1, 64), (0.5, 10), (0.3, 10), (1.0, 7), (0.33, 9)])
+def test_exactly_floor_rho_c_channels_change_and_the_rest_are_untouched(rho, c):
+    f1, f2 = _maps(c=c)
+    fused, chans = fuse(f1, f2, rho, torch.Generator().manual_seed(1))
+    k = math.floor(rho * c + 1e-9)
+    assert fused_channels(c, rho) == k
+    assert len(chans) == k == len(set(chans.tolist()))
+    changed = (fused != f1).flatten(2).any(2)  # B×C: which channels of which sample changed
+    assert changed.sum(1).tolist() == [k] * len(f1)
+    torch.testing.assert_close(fused[:, chans], f2[:, chans])
+    rest = torch.ones(c, dtype=torch.bool)
+    rest[chans] = False
+    torch.testing.assert_close(fused[:, rest], f1[:, rest])
+    assert not torch.equal(f1, f2) and not fused.data_ptr() == f1.data_ptr()
+
+
+def test_rho_zero_is_the_identity():
+    f1, f2 = _maps()
+    fused, chans = fuse(f1, f2, 0.0)
+    assert len(chans) == 0
+    torch.testing.assert_close(fused, f1)
+
+
+def test_one_channel_set_is_shared_by_the_whole_batch_and_changes_between_batches():
+    f1, f2 = _maps(b=8, c=32)
+    g = torch.Generator().manual_seed(0)
+    fused, chans = fuse(f1, f2, 0.25, g)
+    changed = (fused != f1).flatten(2).any(2)
+    assert all(torch.equal(changed[i], changed[0]) for i in range(len(f1)))
+    assert torch.equal(torch.nonzero(changed[0]).flatten(), chans)
+    sets = {tuple(fuse(f1, f2, 0.25, g)[1].tolist()) for _ in range(5)}
+    assert len(sets) > 1  # a fresh set per batch
+
+
+def test_fusion_ratio_is_validated():
+    with pytest.raises(LtkdError):
+        fused_channels(10, 1.5)
+    with pytest.raises(LtkdError):
+        fuse(*_maps(), -0.1)
+    with pytest.raises(LtkdError):
+        fuse(torch.zeros(2, 4, 1, 1), torch.zeros(2, 5, 1, 1), 0.5)
+
+
+@pytest.fixture()
+def small(digits):
+    train = long_tail(digits[0], 10)
+    torch.manual_seed(0)
+    model = build_model("cnn6", 10, 1)
+    return train, model
+
+
+def _batch(train, n=16, offset=0):
+    x = train.normalise(train.images[offset : offset + n])
+    return x, train.labels[offset : offset + n]
+
+
+def test_loss_is_ce_of_fused_logits_with_the_fused_batch_labels(small):
+    train, model = small
+    seen = {}
+
+    def recording_fuse(f1, f2, rho, generator):
+        fused, chans = fuse(f1, f2, rho, generator)
+        seen.update(f1=f1, f2=f2, fused=fused)
+        return fused, chans
+
+    obj = H2T(train, 0.5, fuse_fn=recording_fuse, seed=0)
+    model.eval()  # BN statistics fixed, as in stage 2 with bn="frozen"
+    x, y = _batch(train, offset=len(train) - 16)  # the last (rarest) classes
+    logits, losses = obj(model, x, y)
+    torch.testing.assert_close(seen["f1"], model.features(x))
+    expected = model.head(model.pool(seen["fused"]))
+    torch.testing.assert_close(logits, expected)
+    torch.testing.assert_close(losses["ce"], F.cross_entropy(expected, y))
+    donor_y = train.labels[obj.last_donors]
+    assert not torch.equal(donor_y, y)
+    assert not torch.isclose(losses["ce"], F.cross_entropy(expected, donor_y))
+    assert len(obj.last_channels) == fused_channels(model.feature_dim, 0.5)
+
+
+def test_no_gradient_reaches_the_backbone(small):
+    train, model = small
+    obj = H2T(train, 0.25, seed=0)
+    x, y = _batch(train)
+    _, losses = obj(model, x, y)  # even with every parameter trainable
+    losses["ce"].backward()
+    for name, p in model.named_parameters():
+        if name.startswith("head."):
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
+        else:
+            assert p.grad is None, name
+
+
+def test_evaluation_does_not_fuse(small):
+    train, model = small
+    calls = []
+    obj = H2T(train, 0.5, fuse_fn=lambda *a: calls.append(1) or fuse(*a))
+    model.eval()
+    obj.eval()
+    x, y = _batch(train)
+    logits, losses = obj(model, x, y)
+    assert calls == []
+    torch.testing.assert_close(logits, model(x))
+    torch.testing.assert_close(losses["ce"], F.cross_entropy(model(x), y))
+    obj.train()
+    logits_train, _ = obj(model, x, y)
+    assert calls == [1] and not torch.allclose(logits_train, logits)
+
+
+def test_donor_sampling_instance_versus_class_balanced(small):
+    train, _ = small
+    counts = train.counts
+    inst = H2T(train, 0.25, donor="instance", seed=0)
+    cb = H2T(train, 0.25, donor="class-balanced", seed=0)
+    draws = {}
+    for name, obj in (("inst", inst), ("cb", cb)):
+        ys = []
+        for _ in range(40):
+            obj._donor_batch(64, torch.device("cpu"))
+            ys.append(train.labels[obj.last_donors])
+        draws[name] = np.bincount(torch.cat(ys).numpy(), minlength=10) / (40 * 64)
+    assert abs(draws["inst"][0] - counts[0] / counts.sum()) < 0.05  # mostly head donors
+    assert draws["inst"][0] > 3 * draws["inst"][-1]
+    assert np.abs(draws["cb"] - 0.1).max() < 0.04  # donors spread evenly over classes
+
+
+def test_head_only_stage_trains_only_the_head_and_bn_option_controls_statistics(small):
+    train, model = small
+    cfg = TrainConfig(epochs=1, batch_size=32, lr=0.02)
+    for bn, stats_change in (("frozen", False), ("train", True)):
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        fit(model, H2T(train, 0.25), train, cfg, sampler="class-balanced", trainable="head", bn=bn, device="cpu")
+        after = model.state_dict()
+        for k in before:
+            changed = not torch.equal(before[k], after[k])
+            if k.startswith("head."):
+                assert changed, k
+            elif "running" in k:
+                assert changed == stats_change, (bn, k)
+            elif "num_batches" not in k:
+                assert not changed, k  # conv and BN weights never move
+
+
+def test_recipes_rho_zero_is_crt_and_fusion_ratio_option(digits):
+    data = (long_tail(digits[0], 10), digits[1])
+    assert [s.name for s in get_method("h2t").stages] == ["stage1", "h2t"]
+    gh = get_method("gcl-h2t")
+    assert gh.head == "cosine" and gh.stages[1].head is None  # keeps the stage-1 cosine head
+    quick = get_profile("quick")  # without the digits overrides: 2 + 1 epochs, seconds
+    prof = quick.replace(
+        extra={},
+        stage1=quick.stage1.replace(epochs=2, batch_size=32),
+        stage2=quick.stage2.replace(epochs=1, batch_size=32),
+    )
+    _, ce_net = run("ce", data=data, seed=1, profile=prof, device="cpu")
+    s1 = ce_net.state_dict()
+    h0, _ = run("h2t", data=data, seed=1, stage1_state=s1, options={"fusion_ratio": 0.0}, profile=prof, device="cpu")
+    c0, _ = run("crt", data=data, seed=1, stage1_state=s1, profile=prof, device="cpu")
+    assert h0["per_class"] == c0["per_class"]  # same stage-1 model: ρ = 0 is cRT to the last digit
+    h5, _ = run("h2t", data=data, seed=1, stage1_state=s1, options={"fusion_ratio": 0.5}, profile=prof, device="cpu")
+    assert [r["loss"] for r in h5["history"]] != [r["loss"] for r in h0["history"]]
