@@ -230,3 +230,33 @@ def plot_spread(spreads: dict[str, Sequence[float]], counts, ax=None, ylabel: st
     ax.legend(fontsize=8)
     ax.set_title(title, fontsize=10)
     return ax
+
+
+def plot_feature_maps(fmap, highlight=(), ax=None, title: str = "", ncols: int | None = None,
+                      vmax: float | None = None, cmap: str = "viridis", colour: str = "#d62728"):  # fmt: skip
+    """All channels of one feature map (C×h×w) as a grid of small images; ``highlight`` channels
+    are framed (chapter 3: the channels H2T copies from the donor). Returns the image artist."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    f = np.asarray(fmap.detach().cpu() if hasattr(fmap, "detach") else fmap, dtype=float)
+    c, h, w = f.shape
+    ncols = ncols or int(np.ceil(np.sqrt(c)))
+    nrows = int(np.ceil(c / ncols))
+    mosaic = np.full((nrows * (h + 1) + 1, ncols * (w + 1) + 1), np.nan)
+    for i in range(c):
+        r, q = divmod(i, ncols)
+        mosaic[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + q * (w + 1) : 1 + q * (w + 1) + w] = f[i]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4, 4 * nrows / ncols))
+    cm = plt.get_cmap(cmap).copy()
+    cm.set_bad("white")
+    im = ax.imshow(mosaic, cmap=cm, vmin=0 if f.min() >= 0 else None, vmax=vmax, interpolation="nearest")
+    for i in np.asarray(highlight, dtype=int).tolist():
+        r, q = divmod(i, ncols)
+        ax.add_patch(Rectangle((q * (w + 1) + 0.5 - 0.5, r * (h + 1) + 0.5 - 0.5), w + 1, h + 1, fill=False,
+                               edgecolor=colour, linewidth=1.6))  # fmt: skip
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title, fontsize=10)
+    return im
