@@ -180,3 +180,13 @@ def test_recipes_rho_zero_is_crt_and_fusion_ratio_option(digits):
     assert h0["per_class"] == c0["per_class"]  # same stage-1 model: ρ = 0 is cRT to the last digit
     h5, _ = run("h2t", data=data, seed=1, stage1_state=s1, options={"fusion_ratio": 0.5}, profile=prof, device="cpu")
     assert [r["loss"] for r in h5["history"]] != [r["loss"] for r in h0["history"]]
+
+
+def test_cli_lists_the_recipes_and_checks_the_fusion_ratio(capsys):
+    from ltkd.cli import main
+
+    assert main(["methods"]) == 0
+    out = capsys.readouterr().out
+    assert "h2t" in out and "gcl-h2t" in out
+    assert main(["train", "--method", "h2t", "--fusion-ratio", "1.5"]) == 2
+    assert "--fusion-ratio must be in [0, 1]" in capsys.readouterr().err
