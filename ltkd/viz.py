@@ -5,7 +5,7 @@ Nothing in the rest of ``ltkd`` imports this module, so the package trains witho
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
