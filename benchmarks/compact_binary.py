@@ -25,7 +25,7 @@ from ltkd.methods import binary_stack as bs
 
 ROOT = Path(__file__).resolve().parent
 WIDTHS = (16, 32, 64, 128)
-PER_CLASS, EPOCHS = 1000, 4
+PER_CLASS, EPOCHS = 500, 3
 # (label, kind, m, k)
 RUNS = [
     ("full precision", "float", 0, 0),

@@ -29,14 +29,13 @@ RUNS = [
     ("resnet m=4", "resnet", 4, False),
     ("resnet m=2", "resnet", 2, False),
     ("resnet-r m=4", "resnet-r", 4, False),
-    ("resnet hybrid m=4", "resnet", 4, True),
     ("vgg-dense", "vgg-dense", 4, False),
     ("vgg m=4", "vgg", 4, False),
-    ("vgg-r m=4", "vgg-r", 4, False),
+    ("resnet hybrid m=4", "resnet", 4, True),
 ]
 DATASETS = {  # name: (images per class, epochs, labels to run)
-    "fashion-mnist": (1000, 4, [r[0] for r in RUNS]),
-    "cifar10-jpeg": (1000, 4, ["resnet-dense", "resnet m=4", "resnet m=2", "resnet-r m=4"]),
+    "fashion-mnist": (500, 3, [r[0] for r in RUNS]),
+    "cifar10-jpeg": (300, 3, ["resnet-dense", "resnet m=4"]),
 }
 
 

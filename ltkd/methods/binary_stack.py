@@ -182,8 +182,8 @@ class BinaryConv2d(nn.Module):
 # A network of them
 # --------------------------------------------------------------------------------------
 class BinaryNet(_Backbone):
-    """A VGG-style net: a full-precision 3×3 stem, then per stage two 3×3 conv–BN–ReLU layers
-    (2×2 max-pool before stages 2, 3, …), global average pool, classifier.
+    """A VGG-style net: a full-precision 3×3 stem, then per stage a 2×2 max-pool and two 3×3
+    conv–BN–ReLU layers (28×28 input: stages at 14, 7, 3), global average pool, classifier.
 
     ``kind`` sets the convolutions after the stem: ``"stack"`` (:class:`BinaryStackConv2d` with
     ``m``, ``k``), ``"binary"`` (:class:`BinaryConv2d`) or ``"float"`` (ordinary, the
@@ -202,9 +202,8 @@ class BinaryNet(_Backbone):
                                   nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True))  # fmt: skip
         layers: list[nn.Module] = []
         cin = widths[0]
-        for s, w in enumerate(widths[1:]):
-            if s > 0:
-                layers.append(nn.MaxPool2d(2))
+        for w in widths[1:]:
+            layers.append(nn.MaxPool2d(2))
             for _ in range(2):
                 if kind == "stack":
                     conv: nn.Module = BinaryStackConv2d(cin, w, m, k, mode=mode)
