@@ -1,0 +1,112 @@
+"""Build variants of the book.
+
+    jupyter-book build book                         # the book, chapters executed (cached); see README
+    python book/build.py --student                  # student edition: no solutions, committed outputs
+    python book/build.py --no-execute               # the book from the committed (executed) notebooks
+
+The student edition drops every solution before building: markdown cells holding a
+``{admonition} Solution`` block (the block is cut out; the rest of the cell stays) and code cells
+tagged ``solution``. It is built from the committed notebooks without re-executing them, so it
+shows the same results as the published book, minus the answers. Warnings are errors in every
+variant (``-W``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+BOOK = Path(__file__).resolve().parent
+ROOT = BOOK.parent
+
+# a MyST admonition block titled "Solution…", fenced with 3+ backticks or colons
+_SOLUTION = re.compile(
+    r"^(?P<fence>`{3,}|:{3,})\{admonition\}\s*Solution.*?^(?P=fence)[ \t]*$\n?",
+    re.MULTILINE | re.DOTALL,
+)
+
+
+def strip_solutions(nb: dict) -> tuple[dict, int]:
+    """Return the notebook without solutions, and how many were removed."""
+    cells, removed = [], 0
+    for cell in nb["cells"]:
+        src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "solution" in tags:
+            removed += 1
+            continue
+        if cell["cell_type"] == "markdown":
+            new, n = _SOLUTION.subn("", src)
+            if n:
+                removed += n
+                if not new.strip():
+                    continue
+                cell = {**cell, "source": new}
+        cells.append(cell)
+    return {**nb, "cells": cells}, removed
+
+
+def _config(src: Path, execute: str) -> None:
+    cfg = (src / "_config.yml").read_text()
+    cfg = re.sub(r"execute_notebooks:\s*\S+", f"execute_notebooks: {execute}", cfg)
+    (src / "_config.yml").write_text(cfg)
+
+
+def prepare(dest: Path, student: bool, execute: str) -> Path:
+    """Copy the book's sources (and the notebooks, stripped for students) into ``dest``."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    for p in BOOK.iterdir():
+        if p.name.startswith("_build") or p.name in ("notebooks", "build.py", "__pycache__"):
+            continue
+        (shutil.copytree if p.is_dir() else shutil.copy2)(p, dest / p.name)
+    (dest / "notebooks").mkdir()
+    total = 0
+    for nb_path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        nb = json.loads(nb_path.read_text())
+        nb.setdefault("metadata", {}).setdefault("language_info", {"name": "python"})
+        if student:
+            nb, n = strip_solutions(nb)
+            total += n
+        (dest / "notebooks" / nb_path.name).write_text(json.dumps(nb, indent=1))
+    for extra in (ROOT / "notebooks").iterdir():  # data files a chapter reads, if any
+        if extra.is_file() and extra.suffix != ".ipynb":
+            shutil.copy2(extra, dest / "notebooks" / extra.name)
+    _config(dest, execute)
+    if student:
+        print(f"student edition: removed {total} solution(s)")
+    return dest
+
+
+def build(student: bool = False, execute: str = "off", out: Path | None = None) -> Path:
+    """Build a variant; return the folder holding ``index.html``."""
+    name = "_build_student" if student else "_build_noexec"
+    out = out or BOOK / name
+    src = prepare(out / "src", student, execute)
+    cmd = ["jupyter-book", "build", str(src), "--path-output", str(out), "-W", "-n", "--keep-going"]
+    print("$", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+    html = out / "_build" / "html"
+    print(f"built {html / 'index.html'}")
+    return html
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--student", action="store_true", help="drop all solutions")
+    p.add_argument("--no-execute", action="store_true", help="use the committed outputs (the default for --student)")
+    p.add_argument("--out", type=Path, default=None)
+    a = p.parse_args(argv)
+    execute = "off" if (a.student or a.no_execute) else "cache"
+    build(a.student, execute, a.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
