@@ -179,6 +179,68 @@ def load_model_state(path: str | os.PathLike, map_location="cpu") -> dict:
 
 
 # --------------------------------------------------------------------------------------
+# The fast path: memory format, compilation, distributed step
+# --------------------------------------------------------------------------------------
+def _env_flag(name: str, default: bool) -> bool:
+    v = os.environ.get(name)
+    if v is None or v.strip() == "":
+        return default
+    return v.strip().lower() not in ("0", "false", "no", "off")
+
+
+def use_channels_last(device: torch.device, channels_last: bool | None = None) -> bool:
+    """Channels-last (NHWC) memory format: on CUDA by default (tensor cores want it); off on CPU,
+    where it did not win clearly in the 2-core measurement (``benchmarks/throughput.py --ab``).
+    ``$LTKD_CHANNELS_LAST`` (0/1) overrides the default; an explicit argument overrides both."""
+    if channels_last is not None:
+        return bool(channels_last)
+    return _env_flag("LTKD_CHANNELS_LAST", device.type == "cuda")
+
+
+def compile_mode(compile: bool | str | None = None) -> str | None:
+    """``torch.compile`` switch: ``None`` reads ``$LTKD_COMPILE`` (default ``0``: off, everywhere).
+
+    ``1``/``True`` → the default mode; a mode name (``reduce-overhead`` = CUDA graphs,
+    ``max-autotune``) → that mode; ``0``/``False`` → off. Returns the mode or ``None`` (off).
+    """
+    if compile is None:
+        compile = os.environ.get("LTKD_COMPILE", "0")
+    if isinstance(compile, bool):
+        return "default" if compile else None
+    c = str(compile).strip().lower()
+    if c in ("", "0", "false", "no", "off"):
+        return None
+    if c in ("1", "true", "yes", "on", "default"):
+        return "default"
+    if c in ("reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"):
+        return c
+    raise LtkdError(f"LTKD_COMPILE/compile={compile!r}: use 0, 1, reduce-overhead or max-autotune")
+
+
+def _compiled(model: nn.Module, mode: str | None) -> nn.Module:
+    """The model with its ``forward`` compiled (attributes such as ``.head``/``.embed`` pass through
+    to the original; state dicts are the original's). Backend from ``$LTKD_COMPILE_BACKEND``."""
+    if mode is None:
+        return model
+    backend = os.environ.get("LTKD_COMPILE_BACKEND", "inductor")
+    return torch.compile(model, mode=None if mode == "default" else mode, backend=backend)
+
+
+class _Step(nn.Module):
+    """model + objective as one module, so DistributedDataParallel sees every parameter the step uses."""
+
+    def __init__(self, model: nn.Module, objective: nn.Module, run_model: nn.Module, wants_index: bool):
+        super().__init__()
+        self.model, self.objective = model, objective
+        self._run = [run_model]  # compiled view of model (not registered twice)
+        self.wants_index = wants_index
+
+    def forward(self, x, y, idx):
+        m = self._run[0]
+        return self.objective(m, x, y, idx) if self.wants_index else self.objective(m, x, y)
+
+
+# --------------------------------------------------------------------------------------
 # The loop
 # --------------------------------------------------------------------------------------
 def fit(
@@ -196,8 +258,9 @@ def fit(
     progress: bool | None = None,
     desc: str = "train",
     augment: bool = True,
-    channels_last: bool = False,
+    channels_last: bool | None = None,
     on_epoch_end: Callable[[int, dict], None] | None = None,
+    compile: bool | str | None = None,
 ) -> list[dict]:
     """Train ``model`` under ``objective`` on ``data``; return one log dict per epoch.
 
@@ -210,6 +273,12 @@ def fit(
       starts, training resumes from it (model, optimiser, schedule, RNG state).
     * Mixed precision (bf16 autocast) on CUDA. Losses are summed on the device and read once
       per epoch, so there is no host synchronisation per step.
+    * Fast path: ``channels_last`` (``None``: on for CUDA, off for CPU, ``$LTKD_CHANNELS_LAST``
+      overrides), ``compile`` (``None``: ``$LTKD_COMPILE``, default off; see :func:`compile_mode`),
+      cuDNN autotuning and a fused SGD step on CUDA.
+    * Under ``torchrun`` (``WORLD_SIZE`` > 1) the step runs in DistributedDataParallel: each rank
+      trains on a disjoint shard of every epoch's indices with batch ``batch_size / WORLD_SIZE``;
+      the logged metrics are summed over ranks; rank 0 writes checkpoints (:mod:`ltkd.distributed`).
     """
     if config.epochs <= 0:
         raise LtkdError(f"epochs must be positive, got {config.epochs}")
@@ -220,17 +289,32 @@ def fit(
     if bn not in ("train", "frozen"):
         raise LtkdError(f"bn must be 'train' or 'frozen', got {bn!r}")
     dev = get_device(device) if not isinstance(device, torch.device) else device
+    from . import distributed as D
+
+    D.init_from_env()
+    world, rank = D.world_size(), D.rank()
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     if sampler is None or isinstance(sampler, str):
         sampler = ClassSampler.of(sampler or "instance", data.labels, data.num_classes)
-    loader = TensorLoader(data, config.batch_size, sampler, train=augment, device=dev, generator=gen,
+    batch_size = config.batch_size
+    if world > 1:
+        if batch_size % world:
+            raise LtkdError(f"batch size {batch_size} does not split over {world} processes; use a multiple")
+        batch_size //= world
+        sampler = D.ShardedSampler(sampler, rank, world)
+    channels_last = use_channels_last(dev, channels_last)
+    loader = TensorLoader(data, batch_size, sampler, train=augment, device=dev, generator=gen,
                           channels_last=channels_last)  # fmt: skip
+    if rank > 0:  # same batch order on every rank, but each rank its own crops and flips
+        loader.aug_generator.manual_seed(loader.aug_generator.initial_seed() + 7919 * rank)
     model.to(dev)
     objective.to(dev)
     if channels_last:
         model.to(memory_format=torch.channels_last)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
     if hasattr(objective, "mixup") and config.mixup:
         objective.mixup = config.mixup
 
@@ -240,8 +324,9 @@ def fit(
         for p in model.parameters():
             p.requires_grad_(id(p) in head_ids)
     params = [p for p in model.parameters() if p.requires_grad]
+    fused = {"fused": True} if dev.type == "cuda" else {}
     opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
-                          nesterov=config.nesterov)  # fmt: skip
+                          nesterov=config.nesterov, **fused)  # fmt: skip
     sched = _scheduler(opt, config, len(loader))
     history: list[dict] = []
     start = 0
@@ -257,13 +342,25 @@ def fit(
         history = list(ck.get("history_rows", []))
         start = int(ck["epoch"])
 
+    run_model = _compiled(model, compile_mode(compile))
+    ddp = None
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ddp = DistributedDataParallel(
+            _Step(model, objective, run_model, getattr(objective, "wants_index", False)),
+            device_ids=[torch.cuda.current_device()] if dev.type == "cuda" else None,
+            find_unused_parameters=_env_flag("LTKD_DDP_FIND_UNUSED", False),
+        )
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else nullcontext()
-    enabled = progress_enabled() if progress is None else progress
+    enabled = (progress_enabled() if progress is None else progress) and rank == 0
     bar = _tqdm(config.epochs, desc, enabled)
     bar.update(start)
     try:
         for epoch in range(start, config.epochs):
             t0 = time.perf_counter()
+            if ddp is not None:
+                ddp.train()
             model.train()
             objective.train()
             if trainable == "head" and bn != "train":
@@ -278,7 +375,10 @@ def fit(
             wants_index = getattr(objective, "wants_index", False)  # e.g. KD data selection: per-sample masks
             for x, y, idx in loader:
                 with amp:
-                    logits, losses = objective(model, x, y, idx) if wants_index else objective(model, x, y)
+                    if ddp is not None:
+                        logits, losses = ddp(x, y, idx)
+                    else:
+                        logits, losses = objective(run_model, x, y, idx) if wants_index else objective(run_model, x, y)
                     loss = sum(losses.values())
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -288,6 +388,12 @@ def fit(
                     sums[k] = sums.get(k, 0) + v.detach().float() * len(y)
                 correct += (logits.detach().argmax(1) == y).sum()
                 seen += len(y)
+            if world > 1:  # one all-reduce per epoch: losses, correct, seen summed over ranks
+                keys = list(sums)
+                vec = torch.stack([sums[k] for k in keys] + [correct.float(), torch.tensor(float(seen), device=dev)])
+                D.all_reduce_sum(vec)
+                sums = dict(zip(keys, vec[: len(keys)]))
+                correct, seen = vec[-2], int(vec[-1].item())
             row = {k: float(v) / seen for k, v in sums.items()}
             row["loss"] = sum(row.values())
             if not math.isfinite(row["loss"]):
@@ -301,7 +407,7 @@ def fit(
             bar.update(1)
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1, row)
-            if ck_path is not None:
+            if ck_path is not None and rank == 0:
                 _atomic_save(
                     {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                      "generator": gen.get_state(), "aug_generator": loader.aug_generator.get_state().cpu(),
@@ -317,23 +423,26 @@ def fit(
 
 
 @torch.no_grad()
-def _batches(fn, model: nn.Module, data: ImageData, device=None, batch_size: int = 1024):
+def _batches(fn, model: nn.Module, data: ImageData, device=None, batch_size: int | None = None):
     dev = get_device(device) if not isinstance(device, torch.device) else device
+    if batch_size is None:  # large batches where memory is plentiful and launches are the cost
+        batch_size = 4096 if dev.type == "cuda" else 1024
     model.to(dev)
     was = model.training
     model.eval()
-    loader = TensorLoader(data, batch_size, train=False, device=dev)
+    loader = TensorLoader(data, batch_size, train=False, device=dev, channels_last=use_channels_last(dev))
     out = [fn(model, x).float().cpu() for x, _, _ in loader]
     model.train(was)
     return torch.cat(out) if out else torch.empty(0)
 
 
-def predict(model: nn.Module, data: ImageData, device=None, batch_size: int = 1024) -> torch.Tensor:
-    """Logits for every image of ``data`` (in order), on the CPU; no augmentation."""
+def predict(model: nn.Module, data: ImageData, device=None, batch_size: int | None = None) -> torch.Tensor:
+    """Logits for every image of ``data`` (in order), on the CPU; no augmentation.
+    Batches of ``batch_size`` (default 4,096 on CUDA, 1,024 elsewhere)."""
     return _batches(lambda m, x: m(x), model, data, device, batch_size)
 
 
-def embeddings(model: nn.Module, data: ImageData, device=None, batch_size: int = 1024) -> torch.Tensor:
+def embeddings(model: nn.Module, data: ImageData, device=None, batch_size: int | None = None) -> torch.Tensor:
     """Pooled penultimate embeddings (``model.embed``) of every image, on the CPU."""
     return _batches(lambda m, x: m.embed(x), model, data, device, batch_size)
 
