@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .data import ImageData, load, long_tail
+from .distributed import is_main
 from .errors import LtkdError
 from .methods import Context, Recipe, get_method
 from .metrics import accuracy_report, count_flops, count_params
@@ -154,7 +155,7 @@ def run(
         "seconds": round(time.perf_counter() - t0, 2),
         "history": logs,
     }
-    if outdir:
+    if outdir and is_main():  # under torchrun only rank 0 writes (every rank holds the same model)
         save_model(net, outdir / "model.pt", arch=model_name, num_classes=train.num_classes,
                    in_channels=train.in_channels, head=type(net.head).__name__, method=method)  # fmt: skip
         tmp = outdir / "metrics.json.tmp"
