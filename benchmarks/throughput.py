@@ -50,7 +50,12 @@ from ltkd.profiles import TrainConfig  # noqa: E402
 from ltkd.train import LossObjective, fit, get_device  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-JPEG_COPY = ROOT.parent / "shared" / "data" / "cifar10-jpeg"
+# the CIFAR-10 JPEG copy: $LTKD_CIFAR10_JPEG, the shared folder beside the checkout, or a copy carried
+# into the (git-ignored) benchmarks/out/ for a GPU machine
+JPEG_COPY = next((p for p in [Path(os.environ.get("LTKD_CIFAR10_JPEG", "/nonexistent")),
+                              ROOT.parent / "shared" / "data" / "cifar10-jpeg",
+                              ROOT / "benchmarks" / "out" / "cifar10-jpeg"] if p.exists()),
+                 ROOT.parent / "shared" / "data" / "cifar10-jpeg")  # fmt: skip
 
 
 def resolve_dataset(name: str | None) -> tuple[str, str]:

@@ -1,0 +1,269 @@
+"""Paper-profile reproduction on CIFAR-10-LT IF 100: CE, cRT, LDAM-DRW, logit adjustment, GCL, H2T × 3 seeds.
+
+For a GPU (the paper profile is 200 epochs of ResNet-32; see ``ltkd.profiles``)::
+
+    python benchmarks/reproduce.py                      # all methods, seeds 0 1 2; resumes finished runs
+    python benchmarks/reproduce.py --time-budget 540    # start no run that would not finish in 540 s
+    python benchmarks/reproduce.py --collect            # only gather finished runs into the results file
+    python benchmarks/reproduce.py --smoke              # CPU check of the whole path (1 epoch, tiny data)
+
+Each run writes ``OUT/<method>/seed<k>/metrics.json`` (``ltkd.experiment.run``'s metrics, with the
+environment: device name, torch / torchvision / numpy versions, ltkd commit, wall time).
+Seeds are the outer loop, so a short GPU session finishes one seed of every method first.
+cRT and H2T start from the CE run's stage-1 model of the same seed (their stage 1 *is* CE's,
+as the papers' two-stage code loads a stage-1 checkpoint); their ``seconds`` count stage 2 only
+and ``reproduction.stage1_seconds`` gives the CE stage's time.
+
+After the runs, ``benchmarks/results/reproduction.json`` collects every finished paper-profile run
+(smoke runs never: they are marked and skipped) and ``book/reproduction.md``'s table is rewritten
+from it. Data: the CIFAR-10 JPEG copy at ``../shared/data/cifar10-jpeg`` when present (labelled
+"CIFAR-10 (JPEG copy)"), else torchvision's CIFAR-10 (``--dataset cifar10``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+# the CIFAR-10 JPEG copy: $LTKD_CIFAR10_JPEG, the shared folder beside the checkout, or a copy carried
+# into the (git-ignored) benchmarks/out/ for a GPU machine
+JPEG_COPY = next((p for p in [Path(os.environ.get("LTKD_CIFAR10_JPEG", "/nonexistent")),
+                              ROOT.parent / "shared" / "data" / "cifar10-jpeg",
+                              ROOT / "benchmarks" / "out" / "cifar10-jpeg"] if p.exists()),
+                 ROOT.parent / "shared" / "data" / "cifar10-jpeg")  # fmt: skip
+RESULTS = ROOT / "benchmarks" / "results" / "reproduction.json"
+BOOK_PAGE = ROOT / "book" / "reproduction.md"
+METHODS = ["ce", "crt", "ldam-drw", "la", "gcl", "h2t"]
+LABELS = {"ce": "CE", "crt": "CE + cRT", "ldam-drw": "LDAM-DRW", "la": "logit adjustment", "gcl": "GCL (two-stage)",
+          "h2t": "H2T (CE stage 1)"}  # fmt: skip
+# Published top-1 (%), CIFAR-10-LT IF 100, ResNet-32 — as quoted in ../shared/METHODS.md.
+PUBLISHED = {
+    "ce": (70.4, "Cao et al. 2019 (LDAM-DRW paper)"),
+    "crt": (None, "no CIFAR-10-LT number quoted"),
+    "ldam-drw": (77.0, "Cao et al. 2019"),
+    "la": (77.9, "Menon et al. 2021 (different data split, TensorFlow)"),
+    "gcl": (82.7, "Li et al. 2022, ≈ (not verified against the paper's table)"),
+    "h2t": (None, "H2T publishes CIFAR-100-LT only"),
+}
+SMOKE = {"epochs": 1, "stage2_epochs": 1, "n_max": 60, "test_per_class": 20}
+
+
+def resolve_dataset(name: str | None) -> tuple[str, str]:
+    if name in (None, "cifar10-jpeg"):
+        if JPEG_COPY.exists():
+            return str(JPEG_COPY), "CIFAR-10 (JPEG copy)"
+        print(f"note: no CIFAR-10 JPEG copy at {JPEG_COPY}; using torchvision's CIFAR-10", flush=True)
+        return "cifar10", "CIFAR-10"
+    return name, {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}.get(name, name)
+
+
+def versions() -> dict:
+    import torchvision
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                text=True, timeout=10).stdout.strip() or None  # fmt: skip
+    except Exception:
+        commit = None
+    env = {"torch": torch.__version__, "torchvision": torchvision.__version__, "numpy": np.__version__,
+           "python": platform.python_version(), "ltkd_commit": commit, "host": platform.node(),
+           "LTKD_COMPILE": os.environ.get("LTKD_COMPILE", "0"),
+           "LTKD_CHANNELS_LAST": os.environ.get("LTKD_CHANNELS_LAST")}  # fmt: skip
+    if torch.cuda.is_available():
+        env["cuda"] = torch.version.cuda
+        env["gpu"] = torch.cuda.get_device_name()
+    return env
+
+
+def load_data(source: str, smoke: bool):
+    from ltkd.experiment import prepare_data
+
+    train, test = prepare_data(source, 100, n_max=SMOKE["n_max"] if smoke else None)
+    if smoke:  # a balanced slice of the test set
+        keep = np.concatenate([np.flatnonzero(test.labels.numpy() == c)[: SMOKE["test_per_class"]]
+                               for c in range(test.num_classes)])  # fmt: skip
+        test = test.subset(keep)
+    return train, test
+
+
+def run_one(method: str, seed: int, data, label: str, outdir: Path, smoke: bool, stage1_state=None,
+            stage1_info: dict | None = None) -> dict:  # fmt: skip
+    from ltkd.experiment import run
+    from ltkd.profiles import get_profile
+
+    prof = get_profile("paper")
+    if smoke:
+        prof = prof.replace(stage1=prof.stage1.replace(epochs=SMOKE["epochs"], warmup_epochs=0, milestones=()),
+                            stage2=prof.stage2.replace(epochs=SMOKE["stage2_epochs"]))  # fmt: skip
+    t0 = time.perf_counter()
+    metrics, _ = run(method, data=data, imbalance=100, seed=seed, profile=prof, out=outdir, progress=False,
+                     stage1_state=stage1_state)  # fmt: skip
+    extra = {"data_label": label, "smoke": smoke, "wall_seconds": round(time.perf_counter() - t0, 2),
+             "versions": versions(), **(stage1_info or {})}  # fmt: skip
+    path = outdir / "metrics.json"
+    m = json.loads(path.read_text())
+    m["reproduction"] = extra
+    tmp = path.with_name("metrics.json.tmp")
+    tmp.write_text(json.dumps(m, indent=2))
+    os.replace(tmp, path)
+    return m
+
+
+def run_all(a) -> None:
+    from ltkd.methods import get_method
+    from ltkd.methods.baselines import CE_STAGE
+
+    source, label = resolve_dataset(a.dataset)
+    data = load_data(source, a.smoke)
+    print(f"{label}-LT IF 100: {len(data[0]):,} training images, {len(data[1]):,} test; methods {a.methods}; "
+          f"seeds {a.seeds}; {'SMOKE (not a reproduction)' if a.smoke else 'paper profile'}; out {a.out}",
+          flush=True)  # fmt: skip
+    t_start = time.perf_counter()
+    durations: dict[str, float] = {}
+    for seed in a.seeds:
+        for method in a.methods:
+            outdir = Path(a.out) / method / f"seed{seed}"
+            if (outdir / "metrics.json").is_file():
+                print(f"  {method} seed {seed}: done already", flush=True)
+                continue
+            recipe = get_method(method)
+            reuse = method != "ce" and recipe.stages[0] is CE_STAGE and recipe.head == "linear"
+            ce_dir = Path(a.out) / "ce" / f"seed{seed}"
+            est = durations.get(method, max(durations.values(), default=0.0))
+            if a.time_budget and time.perf_counter() - t_start + est > a.time_budget:
+                print(f"  {method} seed {seed}: skipped, {est:.0f} s would pass the {a.time_budget} s budget", flush=True)
+                continue
+            state, info = None, {}
+            if reuse and (ce_dir / "model.pt").is_file():
+                from ltkd.train import load_model_state
+
+                state = load_model_state(ce_dir / "model.pt")["state_dict"]
+                ce_m = json.loads((ce_dir / "metrics.json").read_text())
+                info = {"stage1_from": str(ce_dir), "stage1_seconds": ce_m.get("seconds")}
+            t0 = time.perf_counter()
+            try:
+                m = run_one(method, seed, data, label, outdir, a.smoke, state, info)
+            except Exception as e:  # keep going: one failing method should not lose the others
+                print(f"  {method} seed {seed}: FAILED {type(e).__name__}: {e}", flush=True)
+                continue
+            durations[method] = time.perf_counter() - t0
+            print(f"  {method} seed {seed}: overall {100 * m['overall']:.2f} %, balanced {100 * m['balanced']:.2f} %, "
+                  f"{durations[method]:.0f} s on {m['environment'].get('device_name')}", flush=True)  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------
+# Collect finished runs into the results file and the book page
+# --------------------------------------------------------------------------------------
+def is_reproduction(m: dict) -> bool:
+    """A finished paper-profile run: not a smoke run, the paper profile's full stage-1 epochs."""
+    from ltkd.profiles import get_profile
+
+    r = m.get("reproduction", {})
+    return (not r.get("smoke", True)) and m.get("profile") == "paper" and m.get("epochs") == get_profile(
+        "paper").stage1.epochs and m.get("imbalance") == 100
+
+
+def collect(out_dirs: list[str], results: Path = RESULTS, page: Path = BOOK_PAGE) -> dict:
+    runs = []
+    for d in out_dirs:
+        for f in sorted(Path(d).glob("*/seed*/metrics.json")):
+            m = json.loads(f.read_text())
+            if not is_reproduction(m):
+                continue
+            r = m["reproduction"]
+            runs.append({"method": m["method"], "seed": m["seed"], "data": r["data_label"], "dataset": m["dataset"],
+                         "imbalance": m["imbalance"], "model": m["model"], "profile": m["profile"],
+                         "stage_epochs": m["stage_epochs"], "overall": m["overall"], "balanced": m["balanced"],
+                         "head": m["head"], "middle": m["middle"], "tail": m["tail"], "many": m["many"],
+                         "medium": m["medium"], "few": m["few"], "device": m["device"],
+                         "device_name": m["environment"].get("device_name"), "seconds": m["seconds"],
+                         "stage1_seconds": r.get("stage1_seconds"), "stage1_from": r.get("stage1_from"),
+                         "versions": r["versions"], "path": str(f)})  # fmt: skip
+    if results.is_file():  # keep runs collected earlier (e.g. on another machine) unless re-run here
+        key = lambda r: (r["method"], r["seed"], r["data"], r["device_name"])
+        new = {key(r) for r in runs}
+        runs = [r for r in json.loads(results.read_text()).get("runs", []) if key(r) not in new] + runs
+    summary = {}
+    for method in METHODS + sorted({r["method"] for r in runs} - set(METHODS)):
+        rs = [r for r in runs if r["method"] == method]
+        if not rs:
+            continue
+        acc = [100 * r["overall"] for r in rs]
+        summary[method] = {"seeds": sorted(r["seed"] for r in rs), "mean": statistics.mean(acc),
+                           "std": statistics.stdev(acc) if len(acc) > 1 else None,
+                           "data": sorted({r["data"] for r in rs}), "devices": sorted({r["device_name"] for r in rs}),
+                           "published": PUBLISHED.get(method, (None, ""))[0]}  # fmt: skip
+    doc = {"description": "Paper-profile runs (ResNet-32, 200 epochs, CIFAR-10-LT IF 100) that finished; "
+                          "accuracy of the last epoch on the balanced test set. Only real runs: smoke runs are excluded.",
+           "published": {k: {"top1": v[0], "source": v[1]} for k, v in PUBLISHED.items()},
+           "summary": summary, "runs": runs}  # fmt: skip
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps(doc, indent=2) + "\n")
+    if page.is_file():
+        write_table(page, doc)
+    print(f"collected {len(runs)} finished run(s) into {results}")
+    return doc
+
+
+START, END = "<!-- reproduction-table:start -->", "<!-- reproduction-table:end -->"
+
+
+def table_markdown(doc: dict) -> str:
+    if not doc["runs"]:
+        return ("**No paper-profile run has finished yet.** The runs need a GPU (200 epochs of ResNet-32 per run); "
+                "none was available when this page was written, so the measured column is empty rather than "
+                "filled with numbers nobody measured. `python benchmarks/reproduce.py` on a GPU fills it.")  # fmt: skip
+    lines = ["| method | published top-1 (%) | measured top-1 (%), mean ± std | seeds | data | device |",
+             "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    for method, s in doc["summary"].items():
+        pub, src = PUBLISHED.get(method, (None, ""))
+        pub_s = f"{pub:.1f} ({src})" if pub is not None else f"– ({src})"
+        std = f" ± {s['std']:.2f}" if s["std"] is not None else ""
+        lines.append(f"| {LABELS.get(method, method)} | {pub_s} | {s['mean']:.2f}{std} | "
+                     f"{', '.join(map(str, s['seeds']))} | {', '.join(s['data'])} | {', '.join(s['devices'])} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def write_table(page: Path, doc: dict) -> None:
+    text = page.read_text()
+    if START not in text or END not in text:
+        return
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    page.write_text(f"{head}{START}\n{table_markdown(doc)}\n{END}{tail}")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--methods", nargs="+", default=METHODS)
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--dataset", default=None, help="default: the CIFAR-10 JPEG copy, else cifar10 (torchvision)")
+    p.add_argument("--out", default=None, help="default runs/reproduce (runs/reproduce-smoke with --smoke)")
+    p.add_argument("--time-budget", type=float, default=None, help="seconds; start no run expected to pass it")
+    p.add_argument("--smoke", action="store_true", help="1 epoch on a tiny long tail: tests the path, not a result")
+    p.add_argument("--collect", action="store_true", help="only collect finished runs")
+    p.add_argument("--results", default=str(RESULTS), help="results file to (re)write")
+    p.add_argument("--no-collect", action="store_true", help="do not touch the results file or the book page")
+    p.add_argument("--no-page", action="store_true", help="collect into --results but leave the book page alone")
+    a = p.parse_args(argv)
+    a.out = a.out or str(ROOT / "runs" / ("reproduce-smoke" if a.smoke else "reproduce"))
+    if not a.collect:
+        run_all(a)
+    if not a.no_collect:
+        collect([a.out], Path(a.results), page=Path("/nonexistent") if a.no_page else BOOK_PAGE)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""The engine's fast path: channels-last, the torch.compile switch, no per-step host reads."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ltkd.errors import LtkdError
+from ltkd.models import build_model
+from ltkd.profiles import TrainConfig
+from ltkd.train import LossObjective, compile_mode, fit, predict, use_channels_last
+
+
+def test_compile_switch_parses_env_and_arguments(monkeypatch):
+    monkeypatch.delenv("LTKD_COMPILE", raising=False)
+    assert compile_mode() is None  # default: off
+    for v, want in [("0", None), ("off", None), ("1", "default"), ("true", "default"),
+                    ("reduce-overhead", "reduce-overhead"), ("max-autotune", "max-autotune")]:  # fmt: skip
+        monkeypatch.setenv("LTKD_COMPILE", v)
+        assert compile_mode() == want, v
+    monkeypatch.setenv("LTKD_COMPILE", "1")
+    assert compile_mode(False) is None  # an argument beats the environment
+    assert compile_mode(True) == "default"
+    with pytest.raises(LtkdError, match="LTKD_COMPILE"):
+        compile_mode("fastest")
+
+
+def test_channels_last_default_is_cuda_only_and_overridable(monkeypatch):
+    monkeypatch.delenv("LTKD_CHANNELS_LAST", raising=False)
+    assert use_channels_last(torch.device("cpu")) is False
+    assert use_channels_last(torch.device("cuda")) is True
+    monkeypatch.setenv("LTKD_CHANNELS_LAST", "1")
+    assert use_channels_last(torch.device("cpu")) is True
+    monkeypatch.setenv("LTKD_CHANNELS_LAST", "0")
+    assert use_channels_last(torch.device("cuda")) is False
+    assert use_channels_last(torch.device("cpu"), True) is True
+
+
+def _train(digits, **kw):
+    torch.manual_seed(0)
+    model = build_model("resnet8", 10, 1)
+    cfg = TrainConfig(epochs=1, batch_size=32, lr=0.05, warmup_epochs=0)
+    hist = fit(model, LossObjective(F.cross_entropy), digits[0].subset(range(0, 320, 2)), cfg, progress=False,
+               device="cpu", **kw)  # fmt: skip
+    return model, hist
+
+
+def test_channels_last_trains_the_same_model(digits):
+    a, ha = _train(digits, channels_last=False)
+    b, hb = _train(digits, channels_last=True)
+    conv = next(m for m in b.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert abs(ha[0]["loss"] - hb[0]["loss"]) < 1e-4
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+        torch.testing.assert_close(va, vb, rtol=1e-3, atol=1e-4, msg=k)
+    torch.testing.assert_close(predict(a, digits[1]), predict(b, digits[1]), rtol=1e-3, atol=1e-3)
+
+
+def test_compiled_fit_matches_eager_and_keeps_plain_state_dict(digits, monkeypatch):
+    monkeypatch.setenv("LTKD_COMPILE_BACKEND", "eager")  # dynamo tracing without the slow C++ codegen
+    a, ha = _train(digits, compile=False)
+    b, hb = _train(digits, compile=True)
+    assert list(a.state_dict()) == list(b.state_dict())  # no "_orig_mod." prefixes
+    assert abs(ha[0]["loss"] - hb[0]["loss"]) < 1e-4
+    for k, v in a.state_dict().items():
+        torch.testing.assert_close(v, b.state_dict()[k], rtol=1e-3, atol=1e-4, msg=k)
+
+
+def test_no_host_reads_per_step(digits, monkeypatch):
+    """Tensor → Python conversions (each a device sync on a GPU) happen per epoch, not per step."""
+    calls = {"n": 0}
+    for name in ("item", "__float__", "__int__", "__bool__", "tolist"):
+        orig = getattr(torch.Tensor, name)
+
+        def wrapped(self, *a, _orig=orig, **k):
+            calls["n"] += 1
+            return _orig(self, *a, **k)
+
+        monkeypatch.setattr(torch.Tensor, name, wrapped)
+    counts = []
+    for bs in (8, 64):  # 20 steps vs 3 steps per epoch
+        calls["n"] = 0
+        torch.manual_seed(0)
+        model = build_model("cnn6", 10, 1)
+        fit(model, LossObjective(F.cross_entropy), digits[0].subset(range(160)),
+            TrainConfig(epochs=2, batch_size=bs, lr=0.05, warmup_epochs=0), progress=False, device="cpu")  # fmt: skip
+        counts.append(calls["n"])
+    assert counts[0] == counts[1], counts  # independent of the number of steps
+    assert counts[0] <= 2 * 6, counts  # a handful per epoch
