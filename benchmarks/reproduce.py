@@ -109,6 +109,10 @@ def run_one(method: str, seed: int, data, label: str, outdir: Path, smoke: bool,
     t0 = time.perf_counter()
     metrics, _ = run(method, data=data, imbalance=100, seed=seed, profile=prof, out=outdir, progress=False,
                      stage1_state=stage1_state)  # fmt: skip
+    from ltkd.distributed import is_main
+
+    if not is_main():  # under torchrun rank 0 writes the files
+        return metrics
     extra = {"data_label": label, "smoke": smoke, "wall_seconds": round(time.perf_counter() - t0, 2),
              "versions": versions(), **(stage1_info or {})}  # fmt: skip
     path = outdir / "metrics.json"
@@ -260,7 +264,9 @@ def main(argv=None) -> int:
     a.out = a.out or str(ROOT / "runs" / ("reproduce-smoke" if a.smoke else "reproduce"))
     if not a.collect:
         run_all(a)
-    if not a.no_collect:
+    from ltkd.distributed import is_main
+
+    if not a.no_collect and is_main():
         collect([a.out], Path(a.results), page=Path("/nonexistent") if a.no_page else BOOK_PAGE)
     return 0
 

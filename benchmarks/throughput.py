@@ -155,13 +155,24 @@ def op_profile(train, model_name: str, batch_size: int, dev: torch.device, steps
     return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=top)
 
 
-def reference_throughput(train, model, opt, dev, batch_size: int, workers: int, images: int) -> float:
-    """Images/s of the papers' pipeline (its DataLoader workers end when this returns)."""
+def paired_throughput(train, fresh, dev, batch_size: int, workers: int, images: int,
+                      repeats: int) -> tuple[list[float], list[float]]:  # fmt: skip
+    """Images/s of the papers' pipeline and of ltkd's tensor pipeline under the same fp32 eager step,
+    timed in alternation (ref, ltkd, ref, ltkd, ...) ``repeats`` times on ``images / repeats`` images
+    each, so that load from other processes hits both alike. The DataLoader's workers end on return."""
     ds = PILDataset(train.images.numpy(), train.labels.numpy(), train.pad, train.flip, train.mean, train.std)
     dl = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=workers,
                                      pin_memory=dev.type == "cuda", persistent_workers=workers > 0,
                                      drop_last=True)  # fmt: skip
-    return time_pipeline(lambda: iter(dl), model, opt, dev, images)
+    loader = TensorLoader(train, batch_size, ClassSampler(train.labels), train=True, device=dev,
+                          generator=torch.Generator().manual_seed(0), drop_last=True)  # fmt: skip
+    (m_ref, o_ref), (m_ltkd, o_ltkd) = fresh(), fresh()
+    ref, ours = [], []
+    for r in range(repeats):
+        ref.append(time_pipeline(lambda: iter(dl), m_ref, o_ref, dev, images // repeats))
+        ours.append(time_pipeline(lambda: iter(loader), m_ltkd, o_ltkd, dev, images // repeats))
+        print(f"  round {r + 1}: reference {ref[-1]:9.0f}, ltkd {ours[-1]:9.0f} images/s", flush=True)
+    return ref, ours
 
 
 def compare(a) -> dict:
@@ -177,17 +188,12 @@ def compare(a) -> dict:
         m = build_model(a.model, train.num_classes, train.in_channels).to(dev).train()
         return m, torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
 
-    m, opt = fresh()
     t0 = time.perf_counter()
-    ref = reference_throughput(train, m, opt, dev, a.batch_size, a.workers, a.images)
-    print(f"reference (PIL + DataLoader, fp32 eager):   {ref:9.0f} images/s  ({time.perf_counter() - t0:.0f} s)",
-          flush=True)  # fmt: skip
-
-    loader = TensorLoader(train, a.batch_size, ClassSampler(train.labels), train=True, device=dev,
-                          generator=torch.Generator().manual_seed(0), drop_last=True)  # fmt: skip
-    m, opt = fresh()
-    same_step = time_pipeline(lambda: iter(loader), m, opt, dev, a.images)
-    print(f"ltkd tensor pipeline, same fp32 eager step: {same_step:9.0f} images/s", flush=True)
+    refs, oursl = paired_throughput(train, fresh, dev, a.batch_size, a.workers, a.images, a.repeats)
+    ref, same_step = statistics.median(refs), statistics.median(oursl)
+    print(f"reference (PIL + DataLoader, fp32 eager):   {ref:9.0f} images/s  (median of {a.repeats})", flush=True)
+    print(f"ltkd tensor pipeline, same fp32 eager step: {same_step:9.0f} images/s  "
+          f"({time.perf_counter() - t0:.0f} s for both)", flush=True)  # fmt: skip
 
     eng, secs = engine_throughput(train, a.model, a.batch_size, dev, a.images, epochs=a.engine_epochs)
     print(f"ltkd engine (fit, fast path):               {eng:9.0f} images/s  (epoch seconds {secs})", flush=True)
@@ -198,7 +204,7 @@ def compare(a) -> dict:
            "model": a.model, "batch_size": a.batch_size, "workers": a.workers, "device": str(dev),
            "environment": environment(dev), "images_timed": a.images,
            "compile": os.environ.get("LTKD_COMPILE", "0"),
-           "reference_images_per_s": ref, "ltkd_pipeline_same_step_images_per_s": same_step,
+           "repeats": a.repeats, "reference_rounds": refs, "ltkd_rounds": oursl, "reference_images_per_s": ref, "ltkd_pipeline_same_step_images_per_s": same_step,
            "ltkd_engine_images_per_s": eng, "ratio": ratio, "ratio_same_step": same_step / ref}  # fmt: skip
     if a.profile:
         split = where_time_goes(train, a.model, a.batch_size, dev)
@@ -286,6 +292,7 @@ def main(argv=None) -> dict:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--images", type=int, default=None,
                    help="images timed per pipeline (default 2,048 on CPU, 50,000 on a GPU)")
+    p.add_argument("--repeats", type=int, default=None, help="alternating rounds (default 3 on CPU, 1 on GPU)")
     p.add_argument("--engine-epochs", type=int, default=3, help="fit epochs for the engine timing (first dropped)")
     p.add_argument("--workers", type=int, default=None, help="reference DataLoader workers (default min(4, cores))")
     p.add_argument("--device", default=None)
@@ -299,8 +306,11 @@ def main(argv=None) -> dict:
     a = p.parse_args(argv)
     if a.workers is None:
         a.workers = min(4, os.cpu_count() or 1)
+    cuda = get_device(a.device).type == "cuda"
     if a.images is None:
-        a.images = 50_000 if get_device(a.device).type == "cuda" else 2048
+        a.images = 50_000 if cuda else 2048
+    if a.repeats is None:
+        a.repeats = 1 if cuda else 3
     out = ab(a) if a.ab else compare(a)
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ divided by the number of processes, so the global batch — and the recipe's lea
 
 Launch, e.g. on two GPUs (or two CPU processes with the gloo backend)::
 
-    torchrun --nproc_per_node 2 $(which ltkd) train --method ce --dataset cifar10 --profile paper
+    torchrun --nproc_per_node 2 -m ltkd.cli train --method ce --dataset cifar10 --profile paper
 
 :func:`ltkd.train.fit` calls :func:`init_from_env` itself, so any script that trains through the
 engine runs under ``torchrun`` unchanged. BatchNorm statistics stay per process (plain DDP, as the
