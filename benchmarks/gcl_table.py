@@ -48,7 +48,12 @@ def main(argv=None) -> None:
     ap.add_argument("--only", nargs="*", default=None, help="labels to run (default: all)")
     ap.add_argument("--out", default=str(ROOT / "results" / "gcl_quick.json"))
     ap.add_argument("--cache", default="runs/gcl_table_cache")
+    ap.add_argument("--merge", nargs="+", default=None,
+                    help="instead of training: merge these result files (e.g. one per seed, run in parallel) into --out")
     args = ap.parse_args(argv)
+    if args.merge:
+        merge(args.merge, Path(args.out))
+        return
 
     out = Path(args.out)
     cache = Path(args.cache)
@@ -90,6 +95,19 @@ def main(argv=None) -> None:
             os.replace(tmp, out)
             print(f"{key:28s} overall {100 * m['overall']:.1f}  head {100 * m['head']:.1f}  "
                   f"middle {100 * m['middle']:.1f}  tail {100 * m['tail']:.1f}  ({wall:.0f} s)", flush=True)
+
+
+def merge(files: list[str], out: Path) -> None:
+    """Merge result files written by parallel runs (say one per seed) into ``out``."""
+    res: dict = json.loads(out.read_text()) if out.is_file() else {"runs": {}}
+    for f in files:
+        part = json.loads(Path(f).read_text())
+        runs = {**res.get("runs", {}), **part.pop("runs", {})}
+        res = {**part, **{k: v for k, v in res.items() if k != "runs"}, "runs": runs} if res.get("dataset") else {
+            **part, "runs": runs}
+    res["seeds"] = sorted({r["seed"] for r in res["runs"].values()})
+    out.write_text(json.dumps(res, indent=1))
+    print(f"merged {len(files)} files into {out}: {len(res['runs'])} runs, seeds {res['seeds']}")
 
 
 if __name__ == "__main__":
