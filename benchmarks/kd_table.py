@@ -1,0 +1,195 @@
+"""Chapters 4–5 tables: knowledge distillation, label revision (LR) and data selection (DS).
+
+Two parts, each its own results file (rewritten after every run; a rerun skips the runs
+already there, so the script can be stopped and resumed):
+
+* ``--part balanced`` → ``benchmarks/results/kd_quick.json``: balanced Fashion-MNIST subsample
+  (200 training images per class, seed-0 draw; the full 10,000-image test set). Teacher cnn6
+  trained with CE (quick profile, 15 epochs, seed 0); students cnn6x0.5 (quick profile, 6 epochs,
+  batch 64), seeds 0, 1, 2: student alone (CE), KD, KD+LR, KD+DS, KD+LR+DS, DKD, DKD+LR+DS, and
+  the selected-fraction ablation of KD+DS (r = 0.5, 0.7; 0.9 is the table's KD+DS, 1.0 is KD).
+* ``--part lt`` → ``benchmarks/results/kd_lt_quick.json``: Fashion-MNIST-LT (IF 100, n_max 500,
+  1,136 training images, so every shot group is present). Teachers cnn6 trained on the long
+  tail with CE and with GCL two-stage (15 + 3 epochs, seed 0); students cnn6x0.5 alone (CE), KD
+  and KD+LR+DS from each teacher, seeds 0, 1, 2, with shot-group accuracies.
+
+Sizes are chosen so that everything runs in minutes on two shared CPU cores; the teacher is a
+cnn6 (4× the student's parameters) because the teacher's forward pass dominates a KD step.
+
+The teachers are saved (float16 weights, < 1 MB each) as ``benchmarks/results/kd_teacher_*.pt``
+so chapters 4–5 can load them instead of training them; the runs here use the saved (rounded)
+weights too, so notebook and table distil the same teacher.
+
+    LTKD_THREADS=1 python benchmarks/kd_table.py --part balanced
+    LTKD_THREADS=1 python benchmarks/kd_table.py --part lt
+
+In parallel: ``--teachers-only`` first, then one process per ``--seeds N --out PART.json``, then
+``--merge PART*.json --out benchmarks/results/kd_quick.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from ltkd.data import load, long_tail
+from ltkd.experiment import environment, evaluate, prepare_data, run
+from ltkd.methods.distill import load_teacher, training_error
+from ltkd.profiles import get_profile
+from ltkd.train import get_device
+
+ROOT = Path(__file__).resolve().parent
+RESULTS = ROOT / "results"
+TEACHER, STUDENT = "cnn6", "cnn6x0.5"
+N_PER_CLASS = 200
+TEACHER_EPOCHS, STUDENT_EPOCHS, STUDENT_BATCH = 15, 6, 64
+LT_IF, LT_NMAX = 100, 500
+SEEDS = (0, 1, 2)
+METHODS = ("ce", "kd", "kd-lr", "kd-ds", "kd-lr-ds", "dkd", "dkd-lr-ds")
+FRACTIONS = (0.5, 0.7)
+LT_METHODS = ("kd", "kd-lr-ds")
+KEEP = ("overall", "balanced", "many", "medium", "few", "head", "middle", "tail", "per_class")
+
+
+def balanced_data():
+    """300 training images per class (seed-0 draw) and the full balanced test set."""
+    train, test = load("fashion-mnist")
+    return long_tail(train, 1, n_max=N_PER_CLASS, seed=0), test
+
+
+def lt_data():
+    return prepare_data("fashion-mnist", LT_IF, n_max=LT_NMAX)
+
+
+def teacher_profile():
+    return get_profile("quick").with_epochs(TEACHER_EPOCHS)
+
+
+def student_profile():
+    p = get_profile("quick")
+    return p.replace(stage1=p.stage1.replace(epochs=STUDENT_EPOCHS, batch_size=STUDENT_BATCH))
+
+
+def save_teacher_fp16(net: torch.nn.Module, path: Path, **meta) -> None:
+    sd = {k: (v.half() if v.is_floating_point() else v) for k, v in net.state_dict().items()}
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"state_dict": sd, "arch": TEACHER, "num_classes": 10, "in_channels": 1,
+                "head": type(net.head).__name__, **meta}, tmp)  # fmt: skip
+    os.replace(tmp, path)
+
+
+def get_teacher(key: str, method: str, data, dev, doc: dict) -> torch.nn.Module:
+    """Train (or reload) teacher ``key`` and record its metrics in ``doc['teachers']``."""
+    path = RESULTS / f"kd_teacher_{key}.pt"
+    if not path.is_file():
+        t0 = time.perf_counter()
+        _, net = run(method=method, dataset="fashion-mnist", imbalance=data[0].meta.get("imbalance", 1), model=TEACHER,
+                     seed=0, profile=teacher_profile(), device=str(dev), data=data, progress=False)  # fmt: skip
+        save_teacher_fp16(net, path, method=method, seed=0, trained_by="benchmarks/kd_table.py",
+                          seconds=round(time.perf_counter() - t0, 1))  # fmt: skip
+    teacher = load_teacher(path, 10, 1, dev)
+    if key not in doc["teachers"]:
+        rep = evaluate(teacher, data[1], data[0].counts, dev)
+        doc["teachers"][key] = {
+            "model": TEACHER, "method": method, "file": f"benchmarks/results/{path.name}",
+            "train_error": training_error(teacher, data[0], dev),
+            **{k: rep[k] for k in KEEP},
+            "seconds": torch.load(path, weights_only=True).get("seconds"),
+        }  # fmt: skip
+    return teacher
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--part", choices=["balanced", "lt"], required=True)
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), help="student seeds to run")
+    ap.add_argument("--out", default=None, help="results file (default benchmarks/results/kd[_lt]_quick.json)")
+    ap.add_argument("--teachers-only", action="store_true", help="train/record the teachers, run no student")
+    ap.add_argument("--tables", nargs="+", default=None, help="run only these tables (main, ablation, lt)")
+    ap.add_argument("--merge", nargs="+", default=None, help="merge these part files into --out and stop")
+    args = ap.parse_args()
+    if args.merge:
+        merged = None
+        for f in args.merge:
+            d = json.loads(Path(f).read_text())
+            if merged is None:
+                merged = d
+                continue
+            have = {(r["table"], r["teacher"], r["method"], r["seed"], r["fraction"]) for r in merged["runs"]}
+            merged["runs"] += [r for r in d["runs"]
+                               if (r["table"], r["teacher"], r["method"], r["seed"], r["fraction"]) not in have]
+            merged["teachers"].update(d["teachers"])
+        merged["seeds"] = sorted({r["seed"] for r in merged["runs"]})
+        Path(args.out).write_text(json.dumps(merged, indent=1))
+        return
+    dev = get_device(args.device)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = Path(args.out) if args.out else RESULTS / ("kd_quick.json" if args.part == "balanced" else "kd_lt_quick.json")
+    doc = json.loads(out.read_text()) if out.is_file() else {}
+    data = balanced_data() if args.part == "balanced" else lt_data()
+    doc.update(
+        dataset="fashion-mnist" + (f" balanced, {N_PER_CLASS}/class" if args.part == "balanced"
+                                   else f"-LT IF {LT_IF}, n_max {LT_NMAX}"),  # fmt: skip
+        train_counts=[int(c) for c in data[0].counts],
+        test_size=len(data[1]),
+        profile=f"quick (teachers {TEACHER} {TEACHER_EPOCHS} epochs; students {STUDENT} {STUDENT_EPOCHS} epochs, "
+                f"batch {STUDENT_BATCH})",
+        teacher_model=TEACHER, student_model=STUDENT, seeds=sorted(args.seeds),
+        device=str(dev), torch=torch.__version__, environment=environment(dev),
+        defaults={"T": 4, "kd": "0.1·CE + 0.9·KD", "dkd": "α=1, β=8, warm-up 1 epoch", "eta": 0.8, "fraction": 0.9,
+                  "selection": "teacher true-class margin, top fraction"},
+        script="benchmarks/kd_table.py --part " + args.part,
+    )  # fmt: skip
+    doc.setdefault("teachers", {})
+    doc.setdefault("runs", [])
+
+    def save():
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc, indent=1))
+        os.replace(tmp, out)
+
+    if args.part == "balanced":
+        teachers = {"fmnist": get_teacher("fmnist", "ce", data, dev, doc)}
+        jobs = [("main", "fmnist", m, s, None) for s in args.seeds for m in METHODS]
+        jobs += [("ablation", "fmnist", "kd-ds", s, f) for s in args.seeds for f in FRACTIONS]
+    else:
+        teachers = {"fmnist_lt_ce": get_teacher("fmnist_lt_ce", "ce", data, dev, doc)}
+        save()
+        teachers["fmnist_lt_gcl"] = get_teacher("fmnist_lt_gcl", "gcl", data, dev, doc)
+        jobs = [("lt", None, "ce", s, None) for s in args.seeds]
+        jobs += [("lt", t, m, s, None) for s in args.seeds for t in teachers for m in LT_METHODS]
+    save()
+    if args.teachers_only:
+        return
+    if args.tables:
+        jobs = [j for j in jobs if j[0] in args.tables]
+    done = {(r["table"], r["teacher"], r["method"], r["seed"], r["fraction"]) for r in doc["runs"]}
+    for table, tkey, method, seed, frac in jobs:
+        tkey = tkey if method != "ce" else None
+        if (table, tkey, method, seed, frac) in done:
+            continue
+        opts = {}
+        if method != "ce":
+            opts["teacher"] = teachers[tkey]
+        if frac is not None:
+            opts["fraction"] = frac
+        t0 = time.perf_counter()
+        m, _ = run(method=method, dataset="fashion-mnist", imbalance=data[0].meta.get("imbalance", 1), model=STUDENT,
+                   seed=seed, profile=student_profile(), device=str(dev), options=opts, data=data,
+                   progress=False)  # fmt: skip
+        doc["runs"].append({"table": table, "teacher": tkey, "method": method,
+                            "seed": seed, "fraction": frac, **{k: m[k] for k in KEEP},
+                            "seconds": round(time.perf_counter() - t0, 1)})  # fmt: skip
+        save()
+        print(f"{table} {tkey} {method} seed {seed} fraction {frac}: {100 * m['overall']:.2f} % "
+              f"({time.perf_counter() - t0:.0f} s)", flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
