@@ -76,7 +76,7 @@ for phase in $PHASES; do
       --results "$OUT/reproduction.json" --no-page > "$OUT/reproduce.log" 2>&1
     log "reproduce: rc=$? in $(( $(date +%s) - s ))s"
     grep -E "^  " "$OUT/reproduce.log" | tee -a "$OUT/summary.txt"
-    python - "$OUT/reproduce" >> "$OUT/summary.txt" 2>&1 <<'EOF'
+    python - "$OUT/reproduce" 2>&1 <<'EOF' | tee -a "$OUT/summary.txt"
 import json, sys, pathlib
 for f in sorted(pathlib.Path(sys.argv[1]).glob("*/seed*/metrics.json")):
     m = json.loads(f.read_text())
