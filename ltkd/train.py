@@ -337,7 +337,8 @@ def fit(
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
         gen.set_state(ck["generator"])
-        loader.aug_generator.set_state(ck["aug_generator"].to(loader.aug_generator.get_state().device))
+        if rank == 0:  # the checkpoint holds rank 0's augmentation stream; other ranks keep their own seed
+            loader.aug_generator.set_state(ck["aug_generator"].to(loader.aug_generator.get_state().device))
         torch.set_rng_state(ck["torch_rng"])
         history = list(ck.get("history_rows", []))
         start = int(ck["epoch"])
