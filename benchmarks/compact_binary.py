@@ -25,7 +25,7 @@ from ltkd.methods import binary_stack as bs
 
 ROOT = Path(__file__).resolve().parent
 WIDTHS = (16, 32, 64, 128)
-PER_CLASS, EPOCHS = 500, 3
+PER_CLASS, EPOCHS = 400, 3
 # (label, kind, m, k)
 RUNS = [
     ("full precision", "float", 0, 0),
@@ -59,8 +59,8 @@ def main(argv=None) -> None:
     out = Path(args.out)
     payload = json.loads(out.read_text()) if out.is_file() else {}
     train, test = get_data("fashion-mnist", PER_CLASS)
-    payload.update(chapter="08", dataset="fashion-mnist", profile="quick (stage-1 recipe, epochs reduced)",
-                   train_images=len(train), test_images=len(test), epochs=EPOCHS, widths=list(WIDTHS),
+    payload.update(chapter="08", dataset="fashion-mnist", profile="quick (stage-1 recipe, epochs reduced, batch 32)",
+                   train_images=len(train), per_class=PER_CLASS, test_images=len(test), epochs=EPOCHS, widths=list(WIDTHS),
                    environment=environment())  # fmt: skip
     runs = payload.setdefault("runs", [])
     done = {(r["label"], r["seed"]) for r in runs}

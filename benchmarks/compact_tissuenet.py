@@ -34,8 +34,8 @@ RUNS = [
     ("resnet hybrid m=4", "resnet", 4, True),
 ]
 DATASETS = {  # name: (images per class, epochs, labels to run)
-    "fashion-mnist": (500, 3, [r[0] for r in RUNS]),
-    "cifar10-jpeg": (300, 3, ["resnet-dense", "resnet m=4"]),
+    "fashion-mnist": (400, 3, [r[0] for r in RUNS]),
+    "cifar10-jpeg": (200, 3, ["resnet-dense", "resnet m=4"]),
 }
 
 
@@ -47,8 +47,9 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     out = Path(args.out)
     payload = json.loads(out.read_text()) if out.is_file() else {}
-    payload.update(chapter="07", profile="quick (stage-1 recipe, epochs reduced)", widths=list(WIDTHS),
-                   blocks_per_stage=1, environment=environment(), datasets={})  # fmt: skip
+    payload.setdefault("datasets", {})
+    payload.update(chapter="07", profile="quick (stage-1 recipe, epochs reduced, batch 32)", widths=list(WIDTHS),
+                   blocks_per_stage=1, environment=environment())  # fmt: skip
     runs = payload.setdefault("runs", [])
     done = {(r["dataset"], r["label"], r["seed"]) for r in runs}
     for ds in args.datasets:
@@ -59,7 +60,8 @@ def main(argv=None) -> None:
             print(f"{ds}: skipped (not found)")
             continue
         train, test = data
-        payload["datasets"][ds] = {"train_images": len(train), "test_images": len(test), "epochs": epochs}
+        payload["datasets"][ds] = {"train_images": len(train), "test_images": len(test), "epochs": epochs,
+                                   "per_class": per_class}  # fmt: skip
         for label, style, m, hybrid in RUNS:
             if label not in labels or (ds, label, args.seed) in done:
                 continue
