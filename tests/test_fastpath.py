@@ -88,3 +88,41 @@ def test_no_host_reads_per_step(digits, monkeypatch):
         counts.append(calls["n"])
     assert counts[0] == counts[1], counts  # independent of the number of steps
     assert counts[0] <= 2 * 6, counts  # a handful per epoch
+
+
+def _reproduce_module():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "reproduce.py"
+    spec = importlib.util.spec_from_file_location("ltkd_reproduce", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_reproduction_results_keep_only_finished_paper_runs(tmp_path):
+    """benchmarks/reproduce.py: smoke runs and shortened runs never reach the results file."""
+    import json
+
+    rep = _reproduce_module()
+    base = {"method": "ce", "seed": 0, "dataset": "imagefolder:cifar10-jpeg", "imbalance": 100, "model": "resnet32",
+            "profile": "paper", "epochs": 200, "stage_epochs": {"stage1": 200}, "overall": 0.7, "balanced": 0.7,
+            "head": 0.9, "middle": 0.7, "tail": 0.5, "many": 0.8, "medium": None, "few": None, "device": "cuda",
+            "environment": {"device_name": "GPU X"}, "seconds": 100.0}  # fmt: skip
+    r = {"data_label": "CIFAR-10 (JPEG copy)", "smoke": False, "versions": {}}
+    runs = {"ce/seed0": {**base, "reproduction": r}, "ce/seed1": {**base, "seed": 1, "overall": 0.72, "reproduction": r},
+            "ce/seed2": {**base, "seed": 2, "reproduction": {**r, "smoke": True}},
+            "la/seed0": {**base, "method": "la", "epochs": 1, "reproduction": r}}  # fmt: skip
+    for k, m in runs.items():
+        (tmp_path / k).mkdir(parents=True)
+        (tmp_path / k / "metrics.json").write_text(json.dumps(m))
+    page = tmp_path / "page.md"
+    page.write_text(f"before\n{rep.START}\nold\n{rep.END}\nafter\n")
+    doc = rep.collect([str(tmp_path)], tmp_path / "results.json", page)
+    assert sorted((x["method"], x["seed"]) for x in doc["runs"]) == [("ce", 0), ("ce", 1)]
+    assert abs(doc["summary"]["ce"]["mean"] - 71.0) < 1e-9 and doc["summary"]["ce"]["seeds"] == [0, 1]
+    text = page.read_text()
+    assert "71.00 ± 1.41" in text and "70.4" in text and "old" not in text and text.endswith("after\n")
+    empty = rep.collect([str(tmp_path / "nothing")], tmp_path / "empty.json", page)
+    assert empty["runs"] == [] and "No paper-profile run has finished yet" in page.read_text()
