@@ -190,7 +190,8 @@ def _env_flag(name: str, default: bool) -> bool:
 
 def use_channels_last(device: torch.device, channels_last: bool | None = None) -> bool:
     """Channels-last (NHWC) memory format: on CUDA by default (tensor cores want it); off on CPU,
-    where it did not win clearly in the 2-core measurement (``benchmarks/throughput.py --ab``).
+    where it did not win clearly for the quick profile's cnn6 (1.08×, 4 rounds of 7) though it did
+    for ResNet-32 (1.24×) in ``benchmarks/throughput.py --ab`` on 2 shared cores.
     ``$LTKD_CHANNELS_LAST`` (0/1) overrides the default; an explicit argument overrides both."""
     if channels_last is not None:
         return bool(channels_last)
