@@ -112,6 +112,8 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="results file (default benchmarks/results/kd[_lt]_quick.json)")
     ap.add_argument("--teachers-only", action="store_true", help="train/record the teachers, run no student")
     ap.add_argument("--tables", nargs="+", default=None, help="run only these tables (main, ablation, lt)")
+    ap.add_argument("--methods", nargs="+", default=None, help="run only these methods")
+    ap.add_argument("--teachers", nargs="+", default=None, help="run only students of these teachers")
     ap.add_argument("--merge", nargs="+", default=None, help="merge these part files into --out and stop")
     args = ap.parse_args()
     if args.merge:
@@ -126,7 +128,9 @@ def main() -> None:
                                if (r["table"], r["teacher"], r["method"], r["seed"], r["fraction"]) not in have]
             merged["teachers"].update(d["teachers"])
         merged["seeds"] = sorted({r["seed"] for r in merged["runs"]})
-        Path(args.out).write_text(json.dumps(merged, indent=1))
+        tmp = Path(args.out).with_suffix(".tmp")
+        tmp.write_text(json.dumps(merged, indent=1))
+        os.replace(tmp, args.out)
         return
     dev = get_device(args.device)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -169,6 +173,10 @@ def main() -> None:
         return
     if args.tables:
         jobs = [j for j in jobs if j[0] in args.tables]
+    if args.methods:
+        jobs = [j for j in jobs if j[2] in args.methods]
+    if args.teachers:
+        jobs = [j for j in jobs if j[1] in args.teachers]
     done = {(r["table"], r["teacher"], r["method"], r["seed"], r["fraction"]) for r in doc["runs"]}
     for table, tkey, method, seed, frac in jobs:
         tkey = tkey if method != "ce" else None
