@@ -112,7 +112,8 @@ PARTS = {
 def _update(fn) -> dict:
     """Read-modify-write the results file under an exclusive lock."""
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    with open(OUT.with_suffix(".lock"), "w") as lock:
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / "h2t_quick.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         doc = json.loads(OUT.read_text()) if OUT.is_file() else {}
         fn(doc)
