@@ -9,7 +9,7 @@ already there, so the script can be stopped and resumed):
   batch 64), seeds 0, 1, 2: student alone (CE), KD, KD+LR, KD+DS, KD+LR+DS, DKD, DKD+LR+DS, and
   the selected-fraction ablation of KD+DS (r = 0.5, 0.7; 0.9 is the table's KD+DS, 1.0 is KD).
 * ``--part lt`` → ``benchmarks/results/kd_lt_quick.json``: Fashion-MNIST-LT (IF 100, n_max 500,
-  1,136 training images, so every shot group is present). Teachers cnn6 trained on the long
+  1,236 training images, so every shot group is present). Teachers cnn6 trained on the long
   tail with CE and with GCL two-stage (15 + 3 epochs, seed 0); students cnn6x0.5 alone (CE), KD
   and KD+LR+DS from each teacher, seeds 0, 1, 2, with shot-group accuracies.
 
