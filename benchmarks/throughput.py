@@ -221,11 +221,26 @@ def compare(a) -> dict:
 # --------------------------------------------------------------------------------------
 # A/B: channels-last and torch.compile
 # --------------------------------------------------------------------------------------
+def _ab_model(name: str, num_classes: int, in_channels: int) -> torch.nn.Module:
+    """The A/B's models: the engine's cnn6 and resnet32, and chapter 9's two compact students."""
+    if name == "tissuenet-resnet-m4":
+        from ltkd.methods import tissuenet
+
+        return tissuenet.build("resnet", num_classes, in_channels, m=4, widths=(16, 16, 32, 64), blocks_per_stage=1)
+    if name == "binary-stack-m16-k8":
+        from ltkd.methods import binary_stack
+
+        return binary_stack.build("stack", num_classes, in_channels, m=16, k=8, widths=(16, 32, 64))
+    return build_model(name, num_classes, in_channels)
+
+
 def ab(a) -> dict:
     dev = get_device(a.device)
     results = {"device": str(dev), "environment": environment(dev), "threads": torch.get_num_threads(),
                "rounds": a.rounds, "steps_per_round": a.steps, "batch_size": a.batch_size, "models": {}}  # fmt: skip
-    cases = [("cnn6", "fashion-mnist", "Fashion-MNIST"), ("resnet32", *resolve_dataset(a.dataset))]
+    cases = [("cnn6", "fashion-mnist", "Fashion-MNIST"), ("resnet32", *resolve_dataset(a.dataset)),
+             ("tissuenet-resnet-m4", "fashion-mnist", "Fashion-MNIST"),
+             ("binary-stack-m16-k8", "fashion-mnist", "Fashion-MNIST")]
     for model_name, source, label in cases:
         if a.models and model_name not in a.models:
             continue
@@ -234,7 +249,7 @@ def ab(a) -> dict:
                               generator=torch.Generator().manual_seed(0), drop_last=True)  # fmt: skip
         batches = [(x, y) for (x, y, _), _ in zip(loader, range(a.steps))]
         torch.manual_seed(0)
-        base = build_model(model_name, train.num_classes, train.in_channels).to(dev)
+        base = _ab_model(model_name, train.num_classes, train.in_channels).to(dev)
         variants = {}
         for name, cl, comp in (("base", False, False), ("channels_last", True, False),
                                ("compile", False, True), ("compile+channels_last", True, True)):  # fmt: skip
@@ -254,11 +269,17 @@ def ab(a) -> dict:
             loss.backward()
             opt.step()
 
-        warm = {}
-        for name, (run, opt, xs) in variants.items():  # warm-up: compilation happens here
+        warm, failed = {}, {}
+        for name, (run, opt, xs) in list(variants.items()):  # warm-up: compilation happens here
             t0 = time.perf_counter()
-            for x, y in xs[:2]:
-                step(run, opt, x, y)
+            try:
+                for x, y in xs[:2]:
+                    step(run, opt, x, y)
+            except Exception as e:  # e.g. an inductor error compiling grouped convolutions: report it, go on
+                failed[name] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+                print(f"  {model_name} {name}: failed ({failed[name]})", flush=True)
+                del variants[name]
+                continue
             _sync(dev)
             warm[name] = time.perf_counter() - t0
         rates: dict[str, list[float]] = {k: [] for k in variants}
@@ -280,7 +301,7 @@ def ab(a) -> dict:
                   f"{warm[k]:11.1f}", flush=True)  # fmt: skip
         results["models"][model_name] = {"dataset": label, "median_images_per_s": med, "all": rates,
                                          "ratio_vs_base": {k: med[k] / med["base"] for k in med},
-                                         "warmup_seconds": warm}  # fmt: skip
+                                         "warmup_seconds": warm, "failed": failed}  # fmt: skip
     return results
 
 
@@ -298,7 +319,7 @@ def main(argv=None) -> dict:
     p.add_argument("--device", default=None)
     p.add_argument("--profile", action="store_true", help="also show where ltkd's time goes")
     p.add_argument("--ab", action="store_true", help="channels-last / torch.compile A/B instead")
-    p.add_argument("--models", nargs="*", default=None, help="--ab: subset of cnn6 resnet32")
+    p.add_argument("--models", nargs="*", default=None, help="--ab: subset of cnn6 resnet32 tissuenet-resnet-m4 binary-stack-m16-k8")
     p.add_argument("--rounds", type=int, default=7, help="--ab: interleaved rounds")
     p.add_argument("--steps", type=int, default=4, help="--ab: steps per variant per round")
     p.add_argument("--no-compile", action="store_true", help="--ab: skip the compiled variants")

@@ -26,15 +26,16 @@ def test_compile_switch_parses_env_and_arguments(monkeypatch):
         compile_mode("fastest")
 
 
-def test_channels_last_default_is_cuda_only_and_overridable(monkeypatch):
+def test_channels_last_default_is_on_and_overridable(monkeypatch):
     monkeypatch.delenv("LTKD_CHANNELS_LAST", raising=False)
-    assert use_channels_last(torch.device("cpu")) is False
-    assert use_channels_last(torch.device("cuda")) is True
-    monkeypatch.setenv("LTKD_CHANNELS_LAST", "1")
     assert use_channels_last(torch.device("cpu")) is True
+    assert use_channels_last(torch.device("cuda")) is True
     monkeypatch.setenv("LTKD_CHANNELS_LAST", "0")
+    assert use_channels_last(torch.device("cpu")) is False
     assert use_channels_last(torch.device("cuda")) is False
     assert use_channels_last(torch.device("cpu"), True) is True
+    monkeypatch.setenv("LTKD_CHANNELS_LAST", "1")
+    assert use_channels_last(torch.device("cpu"), False) is False
 
 
 def _train(digits, **kw):

@@ -48,6 +48,7 @@ from ..errors import LtkdError
 from ..models import _Backbone, make_head
 
 __all__ = [
+    "stored_bytes",
     "sign_ste",
     "onehot_ste",
     "BinaryStackConv2d",
@@ -388,6 +389,14 @@ def export_full_precision(model: nn.Module, path: str | os.PathLike) -> int:
     np.savez(buf, **arrays)
     p.write_bytes(buf.getvalue())
     return p.stat().st_size
+
+
+def stored_bytes(model: nn.Module, path: str | os.PathLike) -> int:
+    """What ``model`` costs on disk, written to ``path``: a binary-stacked net as its exported bits and
+    packed indices (plus its float rest), any other model as float32 (:func:`export_full_precision`)."""
+    if isinstance(model, BinaryNet) and model.binary_layers():
+        return export(model, path)["file_bytes"]
+    return export_full_precision(model, path)
 
 
 def storage_report(model: BinaryNet) -> list[dict]:

@@ -1,0 +1,128 @@
+"""Chapter 9's table over seeds: a GCL two-stage teacher distilled with label revision and data
+selection (KD + LR + DS) into two compact students, each also trained alone with CE, on
+Fashion-MNIST-LT IF 100, ``quick`` profile, seeds 0, 1, 2.
+
+Per seed: the teacher (``ltkd.experiment.run("gcl")``), then for each student — a TissueNet-style
+ResNet of stacked units (m = 4) and a binary-stacked net (m = 16, k = 8) — one CE run and one
+KD + LR + DS run (η = 0.8, the teacher supervises the 90 % of samples with the best margin). The
+students and settings are chapter 9's; the chapter runs seed 0 of the TissueNet student live and
+shows this file for the rest.
+
+    LTKD_THREADS=2 python benchmarks/pipeline_table.py       # writes benchmarks/results/pipeline_quick.json
+
+The JSON is rewritten after every run and a rerun skips the runs already there (teachers are cached
+in ``runs/pipeline_table_cache``), so the script can be stopped and resumed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ltkd.experiment import environment, evaluate, prepare_data, run
+from ltkd.methods import Context
+from ltkd.methods import binary_stack as BS
+from ltkd.methods import tissuenet as TN
+from ltkd.methods.distill import load_teacher, training_error
+from ltkd.methods.label_revision import kd_lr_ds_objective
+from ltkd.metrics import count_flops, count_params
+from ltkd.profiles import get_profile
+from ltkd.train import LossObjective, fit, get_device
+
+ROOT = Path(__file__).resolve().parent
+GROUPS = ("overall", "balanced", "head", "middle", "tail")
+STUDENTS = ("stacked units (TissueNet, m=4)", "stacked binary (m=16, k=8)")
+HOWS = ("CE alone", "KD + LR + DS")
+
+
+def make_student(name: str, num_classes: int, in_channels: int, seed: int) -> torch.nn.Module:
+    """Chapter 9's two compact students, initialised from ``seed``."""
+    torch.manual_seed(seed)
+    if name == STUDENTS[0]:
+        return TN.build("resnet", num_classes, in_channels, m=4, widths=(16, 16, 32, 64), blocks_per_stage=1)
+    if name == STUDENTS[1]:
+        return BS.build("stack", num_classes, in_channels, m=16, k=8, widths=(16, 32, 64))
+    raise ValueError(f"unknown student {name!r}; known: {STUDENTS}")
+
+
+def _write(res: dict, out: Path) -> None:
+    tmp = out.with_suffix(".json.tmp")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp.write_text(json.dumps(res, indent=1))
+    os.replace(tmp, out)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dataset", default="fashion-mnist")
+    ap.add_argument("--imbalance", type=float, default=100)
+    ap.add_argument("--profile", default="quick")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--eta", type=float, default=0.8)
+    ap.add_argument("--fraction", type=float, default=0.9)
+    ap.add_argument("--out", default=str(ROOT / "results" / "pipeline_quick.json"))
+    ap.add_argument("--cache", default="runs/pipeline_table_cache")
+    args = ap.parse_args(argv)
+
+    out, cache = Path(args.out), Path(args.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    dev = get_device()
+    train, test = data = prepare_data(args.dataset, args.imbalance)
+    profile = get_profile(args.profile).for_dataset(args.dataset)
+    shape = tuple(train.images.shape[1:])
+    res = json.loads(out.read_text()) if out.is_file() else {}
+    res.update(dataset=train.name, imbalance=args.imbalance, profile=profile.name, seeds=args.seeds,
+               device=str(dev), environment=environment(dev), eta=args.eta, fraction=args.fraction,
+               train_counts=[int(c) for c in train.counts], classes=list(train.classes),
+               grouping="head / middle / tail = thirds of the classes by training count",
+               note="teacher: GCL two-stage on the profile's model; students trained for the profile's stage-1 "
+                    "schedule; 'stored bytes' = exported file (binary bits + packed indices for the binary net, "
+                    "float32 otherwise)",
+               runs=res.get("runs", {}))  # fmt: skip
+    tmpdir = Path(tempfile.mkdtemp(prefix="ltkd-pipeline-"))
+    for seed in args.seeds:
+        key = f"teacher|{seed}"
+        tdir = cache / f"teacher_{seed}"
+        if key in res["runs"] and (tdir / "model.pt").is_file():
+            teacher = load_teacher(tdir / "model.pt", train.num_classes, train.in_channels, dev)
+        else:
+            t0 = time.perf_counter()
+            m, teacher = run("gcl", data=data, seed=seed, profile=profile, device=dev, progress=False, out=tdir)
+            teacher.eval()
+            res["runs"][key] = {**{k: m[k] for k in GROUPS}, "per_class": m["per_class"], "model": m["model"],
+                                "seed": seed, "seconds": round(time.perf_counter() - t0, 1),
+                                "train_error": training_error(teacher, train, dev),
+                                "parameters": count_params(teacher), "FLOPs": count_flops(teacher, shape),
+                                "stored bytes": BS.stored_bytes(teacher, tmpdir / "t.npz")}  # fmt: skip
+            _write(res, out)
+            print(f"{key:44s} overall {100 * m['overall']:.1f}  tail {100 * m['tail']:.1f}", flush=True)
+        ctx = Context(train=train, profile=profile, device=dev, seed=seed,
+                      options={"teacher": teacher, "eta": args.eta, "fraction": args.fraction})  # fmt: skip
+        for how in HOWS:
+            for name in STUDENTS:
+                key = f"{name}|{how}|{seed}"
+                if key in res["runs"]:
+                    continue
+                student = make_student(name, train.num_classes, train.in_channels, seed)
+                objective = LossObjective(F.cross_entropy) if how == "CE alone" else kd_lr_ds_objective(ctx)
+                t0 = time.perf_counter()
+                fit(student, objective, train, profile.stage1, device=dev, seed=seed, progress=False)
+                rep = evaluate(student, test, train.counts, dev)
+                res["runs"][key] = {**{k: rep[k] for k in GROUPS}, "per_class": rep["per_class"], "seed": seed,
+                                    "student": name, "how": how, "seconds": round(time.perf_counter() - t0, 1),
+                                    "parameters": count_params(student), "FLOPs": count_flops(student, shape),
+                                    "stored bytes": BS.stored_bytes(student, tmpdir / "s.npz")}  # fmt: skip
+                _write(res, out)
+                print(f"{key:44s} overall {100 * rep['overall']:.1f}  tail {100 * rep['tail']:.1f}  "
+                      f"({res['runs'][key]['seconds']:.0f} s)", flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
