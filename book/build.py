@@ -1,6 +1,7 @@
 """Build variants of the book.
 
-    jupyter-book build book                         # the book, chapters executed (cached); see README
+    jupyter-book build -W -n --keep-going book      # the book, chapters executed (cached); see README
+    python book/build.py                            # the same from a copy, in book/_build_exec
     python book/build.py --student                  # student edition: no solutions, committed outputs
     python book/build.py --no-execute               # the book from the committed (executed) notebooks
 
@@ -78,6 +79,8 @@ def prepare(dest: Path, student: bool, execute: str) -> Path:
     for extra in (ROOT / "notebooks").iterdir():  # data files a chapter reads, if any
         if extra.is_file() and extra.suffix != ".ipynb":
             shutil.copy2(extra, dest / "notebooks" / extra.name)
+    # chapters read result files as ../benchmarks/results/...: give the copy the same neighbour
+    (dest / "benchmarks").symlink_to(ROOT / "benchmarks", target_is_directory=True)
     _config(dest, execute)
     if student:
         print(f"student edition: removed {total} solution(s)")
@@ -86,7 +89,7 @@ def prepare(dest: Path, student: bool, execute: str) -> Path:
 
 def build(student: bool = False, execute: str = "off", out: Path | None = None) -> Path:
     """Build a variant; return the folder holding ``index.html``."""
-    name = "_build_student" if student else "_build_noexec"
+    name = "_build_student" if student else ("_build_noexec" if execute == "off" else "_build_exec")
     out = out or BOOK / name
     src = prepare(out / "src", student, execute)
     cmd = ["jupyter-book", "build", str(src), "--path-output", str(out), "-W", "-n", "--keep-going"]
