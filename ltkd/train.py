@@ -192,11 +192,12 @@ def use_channels_last(device: torch.device, channels_last: bool | None = None) -
     """Channels-last (NHWC) memory format: on by default, on CUDA (tensor cores want it) and on CPU,
     where ``benchmarks/throughput.py --ab`` on 2 quiet cores measured 1.28× for cnn6, 1.20× for
     ResNet-32, 2.28× for the TissueNet-style ResNet (grouped convolutions) and 1.15× for the
-    binary-stacked net (``benchmarks/results/fastpath_ab_cpu_quiet.json``).
-    ``$LTKD_CHANNELS_LAST`` (0/1) overrides the default; an explicit argument overrides both."""
+    binary-stacked net (``benchmarks/results/fastpath_ab_cpu_quiet.json``). Off on other devices
+    (MPS), where it was not measured. ``$LTKD_CHANNELS_LAST`` (0/1) overrides the default; an
+    explicit argument overrides both."""
     if channels_last is not None:
         return bool(channels_last)
-    return _env_flag("LTKD_CHANNELS_LAST", True)
+    return _env_flag("LTKD_CHANNELS_LAST", device.type in ("cpu", "cuda"))
 
 
 def compile_mode(compile: bool | str | None = None) -> str | None:
@@ -275,7 +276,7 @@ def fit(
       starts, training resumes from it (model, optimiser, schedule, RNG state).
     * Mixed precision (bf16 autocast) on CUDA. Losses are summed on the device and read once
       per epoch, so there is no host synchronisation per step.
-    * Fast path: ``channels_last`` (``None``: on, on CPU and CUDA; ``$LTKD_CHANNELS_LAST=0``
+    * Fast path: ``channels_last`` (``None``: on for CPU and CUDA; ``$LTKD_CHANNELS_LAST=0``
       turns it off), ``compile`` (``None``: ``$LTKD_COMPILE``, default off; see :func:`compile_mode`),
       cuDNN autotuning and a fused SGD step on CUDA.
     * Under ``torchrun`` (``WORLD_SIZE`` > 1) the step runs in DistributedDataParallel: each rank

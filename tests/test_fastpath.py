@@ -30,6 +30,7 @@ def test_channels_last_default_is_on_and_overridable(monkeypatch):
     monkeypatch.delenv("LTKD_CHANNELS_LAST", raising=False)
     assert use_channels_last(torch.device("cpu")) is True
     assert use_channels_last(torch.device("cuda")) is True
+    assert use_channels_last(torch.device("mps")) is False  # not measured there
     monkeypatch.setenv("LTKD_CHANNELS_LAST", "0")
     assert use_channels_last(torch.device("cpu")) is False
     assert use_channels_last(torch.device("cuda")) is False
