@@ -10,9 +10,10 @@ For a GPU (the paper profile is 200 epochs of ResNet-32; see ``ltkd.profiles``):
 Each run writes ``OUT/<method>/seed<k>/metrics.json`` (``ltkd.experiment.run``'s metrics, with the
 environment: device name, torch / torchvision / numpy versions, ltkd commit, wall time).
 Seeds are the outer loop, so a short GPU session finishes one seed of every method first.
-cRT and H2T start from the CE run's stage-1 model of the same seed (their stage 1 *is* CE's,
-as the papers' two-stage code loads a stage-1 checkpoint); their ``seconds`` count stage 2 only
-and ``reproduction.stage1_seconds`` gives the CE stage's time.
+cRT starts from the CE run's stage-1 model of the same seed (its stage 1 *is* CE's, as the
+papers' two-stage code loads a stage-1 checkpoint); its ``seconds`` count stage 2 only and
+``reproduction.stage1_seconds`` gives the CE stage's time. H2T trains its own stage 1: CE with
+mixup α = 1, as published (``ltkd.methods.h2t.H2T_STAGE1``).
 
 After the runs, ``benchmarks/results/reproduction.json`` collects every finished paper-profile run
 (smoke runs never: they are marked and skipped) and ``book/reproduction.md``'s table is rewritten
@@ -46,7 +47,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "reproduction.json"
 BOOK_PAGE = ROOT / "book" / "reproduction.md"
 METHODS = ["ce", "crt", "ldam-drw", "la", "gcl", "h2t"]
 LABELS = {"ce": "CE", "crt": "CE + cRT", "ldam-drw": "LDAM-DRW", "la": "logit adjustment", "gcl": "GCL (two-stage)",
-          "h2t": "H2T (CE stage 1)"}  # fmt: skip
+          "h2t": "H2T (CE + mixup stage 1)"}  # fmt: skip
 # Published top-1 (%), CIFAR-10-LT IF 100, ResNet-32 — as quoted in ../shared/METHODS.md.
 PUBLISHED = {
     "ce": (70.4, "Cao et al. 2019 (LDAM-DRW paper)"),

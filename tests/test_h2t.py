@@ -190,3 +190,18 @@ def test_cli_lists_the_recipes_and_checks_the_fusion_ratio(capsys):
     assert "h2t" in out and "gcl-h2t" in out
     assert main(["train", "--method", "h2t", "--fusion-ratio", "1.5"]) == 2
     assert "--fusion-ratio must be in [0, 1]" in capsys.readouterr().err
+
+
+def test_h2t_stage1_uses_mixup_in_the_paper_profile_only():
+    from ltkd.methods import Context
+
+    stage1 = get_method("h2t").stages[0]
+
+    def alpha(profile, **options):
+        ctx = Context(train=None, profile=get_profile(profile), device="cpu", seed=0, options=options)
+        return stage1.objective(ctx).mixup
+
+    assert alpha("paper") == 1.0  # the published recipe: CE with mixup α = 1
+    assert alpha("quick") == 0.0  # chapter 3's quick runs: plain CE, as cRT's stage 1
+    assert alpha("paper", h2t_mixup=0) == 0.0
+    assert alpha("quick", h2t_mixup=0.5) == 0.5

@@ -21,7 +21,8 @@ BatchNorm statistics still updating (``Stage.bn="train"``); stage 1 is CE (or GC
 
 H2T is a plug-in to the stage 2 of the method it is applied on; the recipes registered here:
 
-* ``h2t`` — stage 1 CE, then cRT's stage 2 (a fresh linear head, class-balanced sampling, CE) on
+* ``h2t`` — stage 1 CE (with mixup α = 1 in the ``paper`` profile, as published; ``options["h2t_mixup"]``
+  overrides), then cRT's stage 2 (a fresh linear head, class-balanced sampling, CE) on
   fused maps; so ρ = 0 *is* cRT, and any difference is the fusion's;
 * ``gcl-h2t`` — stage 1 GCL (a cosine head), then GCL's stage 2 (the stage-1 cosine head kept
   and fine-tuned, effective-number sampling, GCL's stage-2 loss) on fused maps; ρ = 0 is GCL's
@@ -49,8 +50,8 @@ from torch import nn
 
 from ..data import ImageData, augment, class_sampler_weights
 from ..errors import LtkdError
+from ..train import LossObjective
 from . import Context, Recipe, Stage, register
-from .baselines import CE_STAGE
 
 __all__ = ["fuse", "fused_channels", "H2T", "h2t_objective", "h2t_stage", "gcl_h2t_stage", "H2T_STAGE", "DEFAULT_RHO"]
 
@@ -205,6 +206,17 @@ def h2t_stage(head: str = "linear", bn: str = "frozen", scale: float = 1.0, crit
 H2T_STAGE = h2t_stage()
 
 
+def h2t_stage1_objective(ctx: Context) -> LossObjective:
+    """H2T's stage 1: CE, with mixup α = ``options["h2t_mixup"]`` — by default 1.0 in the ``paper``
+    profile (the published recipe) and 0 in ``quick`` (chapter 3 measures what mixup changes there)."""
+    alpha = ctx.options.get("h2t_mixup")
+    alpha = (1.0 if ctx.profile.name == "paper" else 0.0) if alpha is None else float(alpha)
+    return LossObjective(F.cross_entropy, mixup=alpha, name="ce")
+
+
+H2T_STAGE1 = Stage(objective=h2t_stage1_objective, sampler="instance", name="stage1")
+
+
 def _gcl():
     try:
         from . import gcl
@@ -227,7 +239,7 @@ def gcl_h2t_stage(bn: str = "frozen", name: str = "gcl-h2t") -> Stage:
 
 
 register(Recipe("h2t", "CE, then H2T head-to-tail feature fusion in classifier re-training (Li et al. 2024)",
-                [CE_STAGE, H2T_STAGE], chapter="03"))  # fmt: skip
+                [H2T_STAGE1, H2T_STAGE], chapter="03"))  # fmt: skip
 
 if _gcl() is not None:
     register(Recipe("gcl-h2t", "GCL stage 1 (cosine head), then GCL's stage 2 on H2T-fused feature maps "
