@@ -13,7 +13,8 @@ Seeds are the outer loop, so a short GPU session finishes one seed of every meth
 cRT starts from the CE run's stage-1 model of the same seed (its stage 1 *is* CE's, as the
 papers' two-stage code loads a stage-1 checkpoint); its ``seconds`` count stage 2 only and
 ``reproduction.stage1_seconds`` gives the CE stage's time. H2T trains its own stage 1: CE with
-mixup α = 1, as published (``ltkd.methods.h2t.H2T_STAGE1``).
+mixup α = 1, as published (``ltkd.methods.h2t.H2T_STAGE1``); its stage 2 lets backbone BatchNorm
+statistics update, as published (``ltkd.methods.h2t.h2t_bn``; chapter 3's quick runs keep them frozen).
 
 After the runs, ``benchmarks/results/reproduction.json`` collects every finished paper-profile run
 (smoke runs never: they are marked and skipped) and ``book/reproduction.md``'s table is rewritten

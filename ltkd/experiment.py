@@ -64,8 +64,9 @@ def run_stages(
             set_head(model, stage.head)
         sampler = stage.sampler(ctx) if callable(stage.sampler) else stage.sampler
         objective = stage.objective(ctx)
+        bn = stage.bn(ctx) if callable(stage.bn) else stage.bn
         ck = Path(checkpoint_dir) / f"{stage.name}.ckpt" if checkpoint_dir else None
-        hist = fit(model, objective, train, cfg, sampler=sampler, trainable=stage.trainable, bn=stage.bn,
+        hist = fit(model, objective, train, cfg, sampler=sampler, trainable=stage.trainable, bn=bn,
                    device=dev, seed=seed + 1000 * i, progress=progress, desc=f"{recipe.name}:{stage.name}",
                    checkpoint=ck)  # fmt: skip
         logs += [{"stage": stage.name, **row} for row in hist]

@@ -205,3 +205,30 @@ def test_h2t_stage1_uses_mixup_in_the_paper_profile_only():
     assert alpha("quick") == 0.0  # chapter 3's quick runs: plain CE, as cRT's stage 1
     assert alpha("paper", h2t_mixup=0) == 0.0
     assert alpha("quick", h2t_mixup=0.5) == 0.5
+
+
+def test_h2t_stage2_batchnorm_follows_the_profile(digits):
+    """Paper profile: BN statistics keep updating in stage 2 (as published); quick: frozen (ρ = 0 is cRT)."""
+    from ltkd.experiment import run_stages
+    from ltkd.methods import Context
+    from ltkd.methods.h2t import h2t_bn
+
+    train = long_tail(digits[0], 10)
+    quick = get_profile("quick")
+    tiny = quick.replace(extra={}, stage2=quick.stage2.replace(epochs=1, batch_size=32))
+
+    def bn_moves(profile, **options):
+        torch.manual_seed(0)
+        model = build_model("cnn6", num_classes=10, in_channels=1)
+        before = {k: v.clone() for k, v in model.state_dict().items() if "running_mean" in k}
+        run_stages(get_method("h2t"), model, train, profile, skip=1, device="cpu", options=options, progress=False)
+        after = model.state_dict()
+        return any(not torch.equal(before[k], after[k]) for k in before)
+
+    assert not bn_moves(tiny)
+    assert bn_moves(tiny.replace(name="paper"))
+    assert bn_moves(tiny, h2t_bn="train")
+    assert not bn_moves(tiny.replace(name="paper"), h2t_bn="frozen")
+    ctx = Context(train=train, profile=tiny, device="cpu", seed=0, options={"h2t_bn": "yes"})
+    with pytest.raises(LtkdError, match="h2t_bn"):
+        h2t_bn(ctx)

@@ -53,7 +53,8 @@ class Stage:
     * ``objective(ctx) -> nn.Module`` with ``forward(model, x, y) -> (logits, losses)``
     * ``sampler``: a name (``instance``, ``class-balanced``, ``sqrt``) or ``f(ctx) -> ClassSampler``
     * ``head``: ``None`` keeps the model's head; ``"linear"``/``"cosine"`` puts a fresh one in
-    * ``trainable``: ``"all"`` or ``"head"`` (classifier re-training); ``bn`` as in ``fit``
+    * ``trainable``: ``"all"`` or ``"head"`` (classifier re-training); ``bn`` as in ``fit``, or
+      ``f(ctx) -> str`` where it depends on the profile or the options
     * ``config``: which of the profile's configs to use, ``"stage1"`` or ``"stage2"``
     """
 
@@ -61,7 +62,7 @@ class Stage:
     sampler: str | Callable[[Context], ClassSampler] = "instance"
     head: str | None = None
     trainable: str = "all"
-    bn: str = "frozen"
+    bn: str | Callable[[Context], str] = "frozen"
     config: str = "stage1"
     name: str = "stage1"
 

@@ -23,7 +23,9 @@ H2T is a plug-in to the stage 2 of the method it is applied on; the recipes regi
 
 * ``h2t`` — stage 1 CE (with mixup α = 1 in the ``paper`` profile, as published; ``options["h2t_mixup"]``
   overrides), then cRT's stage 2 (a fresh linear head, class-balanced sampling, CE) on
-  fused maps; so ρ = 0 *is* cRT, and any difference is the fusion's;
+  fused maps; so ρ = 0 *is* cRT, and any difference is the fusion's. Backbone BatchNorm
+  statistics stay frozen in stage 2 in the ``quick`` profile (as cRT's) and keep updating in
+  ``paper`` (as published); ``options["h2t_bn"]`` (``"frozen"``/``"train"``) overrides;
 * ``gcl-h2t`` — stage 1 GCL (a cosine head), then GCL's stage 2 (the stage-1 cosine head kept
   and fine-tuned, effective-number sampling, GCL's stage-2 loss) on fused maps; ρ = 0 is GCL's
   two-stage recipe. A fresh linear head here would throw away what GCL's stage 1 trained the
@@ -53,7 +55,7 @@ from ..errors import LtkdError
 from ..train import LossObjective
 from . import Context, Recipe, Stage, register
 
-__all__ = ["fuse", "fused_channels", "H2T", "h2t_objective", "h2t_stage", "gcl_h2t_stage", "H2T_STAGE", "DEFAULT_RHO"]
+__all__ = ["fuse", "fused_channels", "H2T", "h2t_objective", "h2t_stage", "gcl_h2t_stage", "H2T_STAGE", "h2t_bn", "DEFAULT_RHO"]
 
 DEFAULT_RHO = 0.25
 
@@ -192,18 +194,30 @@ def h2t_objective(ctx: Context, scale: float = 1.0, criterion=F.cross_entropy) -
                criterion=criterion, seed=ctx.seed)  # fmt: skip
 
 
-def h2t_stage(head: str = "linear", bn: str = "frozen", scale: float = 1.0, criterion=F.cross_entropy,
+def h2t_stage(head: str = "linear", bn: str | Callable[[Context], str] = "frozen", scale: float = 1.0, criterion=F.cross_entropy,
               name: str = "h2t") -> Stage:  # fmt: skip
     """The H2T stage: class-balanced batches, a fresh ``head`` of the stage-1 kind, backbone frozen.
 
     ``bn="train"`` lets backbone BatchNorm statistics keep updating (the published setting);
-    the book's default keeps them frozen, as cRT does, so the two differ only by the fusion.
+    ``"frozen"`` keeps them fixed, as cRT does, so the two differ only by the fusion; a function
+    of the context (as :func:`h2t_bn`, which the registered ``h2t`` recipe uses) picks per run.
     """
     return Stage(objective=lambda ctx: h2t_objective(ctx, scale, criterion), sampler="class-balanced",
                  head=head, trainable="head", bn=bn, config="stage2", name=name)  # fmt: skip
 
 
-H2T_STAGE = h2t_stage()
+def h2t_bn(ctx: Context) -> str:
+    """Backbone BatchNorm in H2T's stage 2: ``options["h2t_bn"]`` if given, else ``"train"`` in the
+    ``paper`` profile (the published recipe) and ``"frozen"`` in ``quick`` (so that ρ = 0 is cRT)."""
+    bn = ctx.options.get("h2t_bn")
+    if bn is None:
+        return "train" if ctx.profile.name == "paper" else "frozen"
+    if bn not in ("frozen", "train"):
+        raise LtkdError(f"options['h2t_bn'] must be 'frozen' or 'train', not {bn!r}")
+    return bn
+
+
+H2T_STAGE = h2t_stage(bn=h2t_bn)
 
 
 def h2t_stage1_objective(ctx: Context) -> LossObjective:
