@@ -28,7 +28,8 @@
 # (call 1's 200-epoch CE run is the issue's "<= 5 minutes" check, so it goes first; call 2 within
 # the 30 s the machine stays warm, with what is left of the 15 device minutes).
 # nbval runs the notebooks NBVAL_WORKERS (default 4) at a time with pytest-xdist where it is installed;
-# NBVAL_PATHS (default notebooks) picks notebooks, e.g. to rerun one that failed.
+# NBVAL_PATHS (default notebooks) picks notebooks, e.g. to rerun one that failed. THROUGHPUT_ARGS and
+# REPRODUCE_ARGS go to benchmarks/throughput.py and benchmarks/reproduce.py.
 # Dry run on a CPU, to test the script itself: GPU_CHECK_DRY=1 (CPU, collect-only nbval, tiny runs;
 # tests/test_gpu_check.py does this). GPU_CHECK_DEVICE=cpu runs the real phases on a CPU.
 set -u
@@ -98,15 +99,15 @@ for phase in $PHASES; do
   throughput)
     t=$(cap "${THROUGHPUT_SECONDS:-150}" 30)
     if [ "$t" -le 10 ]; then log "throughput: skipped (no time left)"; continue; fi
-    args=""; [ "$DRY" = 1 ] && args="--images 256 --engine-epochs 2 --model cnn6 --workers 1 --dataset digits"
+    args=${THROUGHPUT_ARGS:-}; [ "$DRY" = 1 ] && args="--images 256 --engine-epochs 2 --model cnn6 --workers 1 --dataset digits"
     s=$(date +%s)
     LTKD_COMPILE=0 timeout "$t" python3 benchmarks/throughput.py $args --json "$OUT/throughput.json" > "$OUT/throughput.log" 2>&1
     log "throughput eager: rc=$? in $(( $(date +%s) - s ))s: $(grep -E 'ratio|images/s' "$OUT/throughput.log" | tr '\n' ';')"
     t=$(cap "${THROUGHPUT_SECONDS:-150}" 30)
-    if [ "$DRY" != 1 ] && [ "$t" -gt 30 ]; then
+    if [ "$DRY" != 1 ] && [ "$LTKD_DEVICE" = cuda ] && [ "$t" -gt 30 ]; then
       s=$(date +%s)
       # CUDA graphs (reduce-overhead) take the per-kernel launch cost out of ResNet-32's small convolutions
-      LTKD_COMPILE=${THROUGHPUT_COMPILE:-reduce-overhead} timeout "$t" python3 benchmarks/throughput.py --json "$OUT/throughput_compile.json" > "$OUT/throughput_compile.log" 2>&1
+      LTKD_COMPILE=${THROUGHPUT_COMPILE:-reduce-overhead} timeout "$t" python3 benchmarks/throughput.py $args --json "$OUT/throughput_compile.json" > "$OUT/throughput_compile.log" 2>&1
       log "throughput LTKD_COMPILE=${THROUGHPUT_COMPILE:-reduce-overhead}: rc=$? in $(( $(date +%s) - s ))s: $(grep -E 'engine|ratio ltkd engine' "$OUT/throughput_compile.log" | tr '\n' ';')"
     fi
     ;;
