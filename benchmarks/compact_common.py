@@ -13,13 +13,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from bench_paths import cifar10_jpeg
 
 from ltkd.data import ImageData, load
 from ltkd.metrics import count_flops, count_params
 from ltkd.profiles import get_profile
 from ltkd.train import LossObjective, fit, get_device, predict
 
-CIFAR_JPEG = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "cifar10-jpeg"
+CIFAR_JPEG = cifar10_jpeg()  # $LTKD_CIFAR10_JPEG, ../shared/data/cifar10-jpeg or benchmarks/out/
 
 
 def balanced_subsample(data: ImageData, per_class: int, seed: int = 0) -> ImageData:

@@ -37,13 +37,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_paths import cifar10_jpeg  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
-# the CIFAR-10 JPEG copy: $LTKD_CIFAR10_JPEG, the shared folder beside the checkout, or a copy carried
-# into the (git-ignored) benchmarks/out/ for a GPU machine
-JPEG_COPY = next((p for p in [Path(os.environ.get("LTKD_CIFAR10_JPEG", "/nonexistent")),
-                              ROOT.parent / "shared" / "data" / "cifar10-jpeg",
-                              ROOT / "benchmarks" / "out" / "cifar10-jpeg"] if p.exists()),
-                 ROOT.parent / "shared" / "data" / "cifar10-jpeg")  # fmt: skip
+JPEG_COPY = cifar10_jpeg()  # $LTKD_CIFAR10_JPEG, ../shared/data/cifar10-jpeg or benchmarks/out/
 RESULTS = ROOT / "benchmarks" / "results" / "reproduction.json"
 BOOK_PAGE = ROOT / "book" / "reproduction.md"
 METHODS = ["ce", "crt", "ldam-drw", "la", "gcl", "h2t"]

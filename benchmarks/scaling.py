@@ -15,20 +15,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_paths import cifar10_jpeg  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
-# the CIFAR-10 JPEG copy: $LTKD_CIFAR10_JPEG, the shared folder beside the checkout, or a copy carried
-# into the (git-ignored) benchmarks/out/ for a GPU machine
-JPEG_COPY = next((p for p in [Path(os.environ.get("LTKD_CIFAR10_JPEG", "/nonexistent")),
-                              ROOT.parent / "shared" / "data" / "cifar10-jpeg",
-                              ROOT / "benchmarks" / "out" / "cifar10-jpeg"] if p.exists()),
-                 ROOT.parent / "shared" / "data" / "cifar10-jpeg")  # fmt: skip
+JPEG_COPY = cifar10_jpeg()  # $LTKD_CIFAR10_JPEG, ../shared/data/cifar10-jpeg or benchmarks/out/
 SIZES = [200.0, 100.0, 50.0, 10.0, 1.0]
 
 

@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_paths import cifar10_jpeg  # noqa: E402
 from pipeline_speed import PILDataset, time_pipeline  # noqa: E402  (the lead's reference pipeline)
 
 from ltkd.data import ClassSampler, TensorLoader  # noqa: E402
@@ -50,12 +51,7 @@ from ltkd.profiles import TrainConfig  # noqa: E402
 from ltkd.train import LossObjective, fit, get_device  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-# the CIFAR-10 JPEG copy: $LTKD_CIFAR10_JPEG, the shared folder beside the checkout, or a copy carried
-# into the (git-ignored) benchmarks/out/ for a GPU machine
-JPEG_COPY = next((p for p in [Path(os.environ.get("LTKD_CIFAR10_JPEG", "/nonexistent")),
-                              ROOT.parent / "shared" / "data" / "cifar10-jpeg",
-                              ROOT / "benchmarks" / "out" / "cifar10-jpeg"] if p.exists()),
-                 ROOT.parent / "shared" / "data" / "cifar10-jpeg")  # fmt: skip
+JPEG_COPY = cifar10_jpeg()  # $LTKD_CIFAR10_JPEG, ../shared/data/cifar10-jpeg or benchmarks/out/
 
 
 def resolve_dataset(name: str | None) -> tuple[str, str]:
