@@ -63,15 +63,19 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu | cuda | mps (default: $LTKD_DEVICE, else the best there is)")
     p.add_argument("--out", default="runs/latest", help="output folder for metrics.json and model.pt")
     p.add_argument("--fusion-ratio", type=float, default=None, help="H2T: fraction of channels fused (default 0.25)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="options",
+                   help="a method option, e.g. --set gcl_eps=0.25 (repeatable; `ltkd methods` lists them)")
     p.add_argument("--json", action="store_true", help="print metrics.json instead of the table")
 
 
 def _options(args) -> dict:
-    opts = {}
+    from .methods import parse_option
+
+    opts = dict(parse_option(text) for text in getattr(args, "options", None) or [])
     if getattr(args, "fusion_ratio", None) is not None:
-        if not 0 <= args.fusion_ratio <= 1:
-            raise LtkdError(f"--fusion-ratio must be in [0, 1], got {args.fusion_ratio}")
         opts["fusion_ratio"] = args.fusion_ratio
+    if "fusion_ratio" in opts and not 0 <= opts["fusion_ratio"] <= 1:
+        raise LtkdError(f"--fusion-ratio must be in [0, 1], got {opts['fusion_ratio']}")
     return opts
 
 
@@ -108,6 +112,13 @@ def cmd_methods(args) -> int:
     w = max(map(len, METHODS))
     for name in sorted(METHODS):
         print(f"{name:<{w}}  {METHODS[name].description}")
+    from .methods import OPTIONS
+
+    print("\noptions (ltkd train --set KEY=VALUE; defaults in brackets):")
+    w = max(map(len, OPTIONS))
+    for key, (values, text) in OPTIONS.items():
+        kind = "number" if values == "number" else " | ".join(values)
+        print(f"  {key:<{w}}  {text}  [{kind}]")
     return 0
 
 
@@ -152,4 +163,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # `python -m ltkd.cli`: run the importable module's main, whose _EXTRA_COMMANDS the method files fill
+    # (this file, run as __main__, is a second copy of the module that they never see)
+    from ltkd.cli import main as _main
+
+    sys.exit(_main())

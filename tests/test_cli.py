@@ -24,6 +24,13 @@ def _run(*args):
         (["train", "--dataset", "/no/such/folder"], "no such folder"),
         (["train", "--model", "vgg99"], "unknown model"),
         (["train", "--fusion-ratio", "2"], "fusion-ratio"),
+        (["train", "--set", "fusion_ratio=-0.5"], "fusion-ratio"),
+        (["train", "--set", "gcl_epsilon=0.3"], "unknown option 'gcl_epsilon'"),
+        (["train", "--set", "gcl_eps"], "--set expects KEY=VALUE"),
+        (["train", "--set", "la_tau=one"], "option la_tau takes a number"),
+        (["train", "--set", "la_tau=nan"], "must be finite"),
+        (["train", "--set", "h2t_bn=sometimes"], "option h2t_bn takes one of frozen, train"),
+        (["distill", "--teacher", "cnn6", "--set", "kd_weight=?"], "option kd_weight takes a number"),
     ],
 )
 def test_cli_errors_one_line_exit_2(args, needle, capsys):
@@ -49,8 +56,35 @@ def test_cli_train_default_writes_metrics(tmp_path):
     assert m["dataset"] == "digits" and m["method"] == "ce"
 
 
+def test_python_dash_m_ltkd_has_every_command():
+    for module in ("ltkd", "ltkd.cli"):  # both must see the sub-commands the method files add (distill)
+        r = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True)
+        assert r.returncode == 0 and "distill" in r.stdout, (module, r.stdout, r.stderr)
+
+
 def test_cli_datasets_lists_sources():
     r = _run("datasets")
     assert r.returncode == 0
     for name in ("digits", "fashion-mnist", "cifar10", "cifar100", "imagefolder"):
         assert name in r.stdout
+
+
+def test_cli_set_passes_method_options_to_the_run(tmp_path):
+    r = _run("train", "--method", "la", "--epochs", "1", "--set", "la_tau=2", "--set", "gcl_sampler=class-balanced",
+             "--out", str(tmp_path))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["options"] == {"la_tau": 2.0, "gcl_sampler": "class-balanced"}
+
+
+def test_every_option_a_method_reads_is_documented_and_every_documented_one_is_read():
+    """ltkd.methods.OPTIONS (what `ltkd methods` lists and --set accepts) matches the keys the code reads."""
+    import re
+    from pathlib import Path
+
+    from ltkd.methods import OPTIONS
+
+    src = "\n".join(p.read_text() for p in (Path(__file__).parents[1] / "ltkd" / "methods").glob("*.py"))
+    read = set(re.findall(r'_opt\(ctx, "(\w+)"', src)) | set(re.findall(r'options(?:\.get\(|\[)"(\w+)"', src))
+    read.discard("teacher")  # a model object: Python API or `ltkd distill --teacher`
+    assert read == set(OPTIONS), (sorted(read - set(OPTIONS)), sorted(set(OPTIONS) - read))

@@ -27,7 +27,7 @@ from ..data import ClassSampler, ImageData
 from ..errors import LtkdError
 from ..profiles import Profile
 
-__all__ = ["Context", "Stage", "Recipe", "METHODS", "register", "get_method"]
+__all__ = ["Context", "Stage", "Recipe", "METHODS", "OPTIONS", "register", "get_method", "parse_option"]
 
 
 @dataclass
@@ -82,6 +82,58 @@ METHODS: dict[str, Recipe] = {}
 def register(recipe: Recipe) -> Recipe:
     METHODS[recipe.name] = recipe
     return recipe
+
+
+# The methods' options (``run(..., options={...})``, ``ltkd train --set KEY=VALUE``): key -> (values, help).
+# ``values`` is "number" or a tuple of the accepted words. (``teacher``, a model, is passed in Python or
+# by ``ltkd distill --teacher``.)
+OPTIONS: dict[str, tuple[str | tuple[str, ...], str]] = {
+    "cb_beta": ("number", "re-weighting: beta of the class-balanced weights (0.9999)"),
+    "la_tau": ("number", "logit adjustment: tau (1)"),
+    "gcl_eps": ("number", "GCL stage 1: cloud size epsilon (0.5; angular form 0.1)"),
+    "gcl_scale": ("number", "GCL stage 1: scale s (30)"),
+    "gcl_margin": ("number", "GCL stage 1: margin m (0; angular form 0.5)"),
+    "gcl_mixup": ("number", "GCL stage 1: mixup alpha (1 in the paper profile, 0 in quick)"),
+    "gcl_eps2": ("number", "GCL stage 2: cloud size (0.5; angular form 0.1)"),
+    "gcl_scale2": ("number", "GCL stage 2: scale (20)"),
+    "gcl_margin2": ("number", "GCL stage 2: margin (0.1)"),
+    "gcl_gamma": ("number", "GCL stage 2: focal gamma (1)"),
+    "gcl_sampler": (("effective-number", "class-balanced"), "GCL stage 2 sampler (effective-number)"),
+    "fusion_ratio": ("number", "H2T: fraction rho of channels fused, in [0, 1] (0.25)"),
+    "h2t_donor": (("instance", "class-balanced", "sqrt"), "H2T: how donor images are sampled (instance)"),
+    "h2t_mixup": ("number", "H2T stage 1: mixup alpha (1 in the paper profile, 0 in quick)"),
+    "h2t_bn": (("frozen", "train"), "H2T stage 2: backbone BatchNorm statistics (train in paper, frozen in quick)"),
+    "T": ("number", "KD / DKD: temperature (4)"),
+    "ce_weight": ("number", "KD / DKD: weight of the cross-entropy term (KD 0.1, DKD 1)"),
+    "kd_weight": ("number", "KD: weight of the distillation term (0.9)"),
+    "alpha": ("number", "DKD: weight of the target-class term (1)"),
+    "beta": ("number", "DKD: weight of the non-target term (8)"),
+    "warmup": ("number", "DKD: warm-up epochs (20/240 of the run)"),
+    "eta": ("number", "label revision: eta in (0, 1) (0.8)"),
+    "fraction": ("number", "data selection: fraction of samples the teacher supervises, in [0, 1] (0.9)"),
+}
+
+
+def parse_option(text: str) -> tuple[str, float | str]:
+    """``"KEY=VALUE"`` -> ``(key, value)``, checked against :data:`OPTIONS` (numbers become floats)."""
+    key, sep, value = text.partition("=")
+    key, value = key.strip(), value.strip()
+    if not sep or not key or not value:
+        raise LtkdError(f"--set expects KEY=VALUE, got {text!r}")
+    if key not in OPTIONS:
+        raise LtkdError(f"unknown option {key!r}; known: {', '.join(OPTIONS)} (see `ltkd methods`)")
+    kind = OPTIONS[key][0]
+    if kind == "number":
+        try:
+            number = float(value)
+        except ValueError:
+            raise LtkdError(f"option {key} takes a number, got {value!r}") from None
+        if number != number or number in (float("inf"), float("-inf")):
+            raise LtkdError(f"option {key} must be finite, got {value!r}")
+        return key, number
+    if value not in kind:
+        raise LtkdError(f"option {key} takes one of {', '.join(kind)}, got {value!r}")
+    return key, value
 
 
 _MODULES = ["baselines", "gcl", "h2t", "distill", "label_revision"]

@@ -47,7 +47,7 @@ from torch import nn
 
 from ..errors import LtkdError
 from ..models import MODELS, CosineHead, build_model
-from . import Context, Recipe, Stage, register
+from . import Context, Recipe, Stage, parse_option, register
 
 __all__ = [
     "soften",
@@ -349,6 +349,7 @@ def cmd_distill(args) -> int:
         raise LtkdError(f"--fraction must be in [0, 1], got {args.fraction}")
     if args.temperature is not None and args.temperature <= 0:
         raise LtkdError(f"--T must be positive, got {args.temperature}")
+    extra = dict(parse_option(text) for text in args.options)  # checked before any training
     t0 = time.perf_counter()
     dev = get_device(args.device)
     train, test = prepare_data(args.dataset, args.imbalance, args.lt_profile)
@@ -365,7 +366,7 @@ def cmd_distill(args) -> int:
         raise LtkdError(f"--teacher {args.teacher!r} is neither a checkpoint file nor a model name "
                         f"({', '.join(MODELS)})")  # fmt: skip
     t_rep = _teacher_report(teacher, train, test, dev, source, time.perf_counter() - t0)
-    opts: dict[str, Any] = {"teacher": teacher}
+    opts: dict[str, Any] = {"teacher": teacher, **extra}
     for k in ("T", "alpha", "beta", "eta", "fraction", "warmup"):
         v = getattr(args, "temperature" if k == "T" else k)
         if v is not None:
@@ -430,6 +431,8 @@ def add_distill_command(sub) -> None:
     p.add_argument("--eta", type=_positive_float, default=None, help="label revision η in (0, 1) (default 0.8)")
     p.add_argument("--fraction", type=_positive_float, default=None,
                    help="data selection: fraction of training samples the teacher supervises (default 0.9)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="options",
+                   help="another method option, e.g. --set kd_weight=0.5 (repeatable; `ltkd methods` lists them)")
     p.add_argument("--json", action="store_true", help="print metrics.json instead of the table")
     p.set_defaults(func=cmd_distill)
 
