@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from torch import nn
 from .data import ImageData, load, long_tail
 from .distributed import is_main
 from .errors import LtkdError
-from .methods import Context, Recipe, get_method
+from .methods import OPTIONS, Context, Recipe, get_method
 from .metrics import accuracy_report, count_flops, count_params
 from .models import MODELS, build_model, set_head
 from .profiles import Profile, get_profile
@@ -54,6 +55,10 @@ def run_stages(
 ) -> list[dict]:
     """Run ``recipe``'s stages (from index ``skip``) on ``model``; return the per-epoch logs."""
     dev = get_device(device) if not isinstance(device, torch.device) else device
+    unknown = sorted(set(options or {}) - set(OPTIONS) - {"teacher"})
+    if unknown:  # a warning, not an error: a recipe of your own may read keys of its own
+        warnings.warn(f"options {unknown} are read by none of ltkd's methods (a typo?); known: {', '.join(OPTIONS)}",
+                      stacklevel=3)  # fmt: skip
     ctx = Context(train=train, profile=profile, device=dev, seed=seed, options=dict(options or {}))
     logs: list[dict] = []
     for i, stage in enumerate(recipe.stages):

@@ -88,3 +88,15 @@ def test_every_option_a_method_reads_is_documented_and_every_documented_one_is_r
     read = set(re.findall(r'_opt\(ctx, "(\w+)"', src)) | set(re.findall(r'options(?:\.get\(|\[)"(\w+)"', src))
     read.discard("teacher")  # a model object: Python API or `ltkd distill --teacher`
     assert read == set(OPTIONS), (sorted(read - set(OPTIONS)), sorted(set(OPTIONS) - read))
+
+
+def test_python_api_warns_about_an_option_no_method_reads(digits):
+    from ltkd.data import long_tail
+    from ltkd.experiment import run
+    from ltkd.profiles import get_profile
+
+    quick = get_profile("quick")
+    prof = quick.replace(extra={}, stage1=quick.stage1.replace(epochs=1, batch_size=64))
+    data = (long_tail(digits[0], 10), digits[1])
+    with pytest.warns(UserWarning, match=r"\['gcl_epsilon'\] are read by none"):
+        run("ce", data=data, profile=prof, device="cpu", options={"gcl_epsilon": 0.3})
