@@ -17,6 +17,9 @@
 # phase gets at most its own cap (NBVAL_SECONDS default 240, THROUGHPUT_SECONDS default 150,
 # REPRODUCE_SECONDS default all that is left) and never more than what is left. A run that cannot
 # finish is cut off; its per-epoch checkpoint (with epoch times) still comes back under $OUT/reproduce.
+# To go on in a later call, copy that reproduce/ folder to benchmarks/out/reproduce and carry it: finished
+# runs are skipped and a cut-off run resumes from its checkpoint. Fold finished runs into the book with
+#   python benchmarks/reproduce.py --collect --out PATH/TO/reproduce
 # Packages and data: the GPU image has PyTorch and the scientific stack but not nbval / ipykernel /
 # umap-learn, and no data sets. Run `bash benchmarks/gpu_prepare.sh` where the registries are first: it
 # puts wheels and data copies in the git-ignored benchmarks/out/. This script installs the wheels into
@@ -115,6 +118,10 @@ for phase in $PHASES; do
     t=$(( $(left) - 15 )); [ -n "${REPRODUCE_SECONDS:-}" ] && [ "$REPRODUCE_SECONDS" -lt "$t" ] && t=$REPRODUCE_SECONDS
     if [ "$t" -le 30 ]; then log "reproduce: skipped (no time left)"; continue; fi
     args="--time-budget $(( t - 10 ))"; [ "$DRY" = 1 ] && args="--smoke --methods ce crt --seeds 0"
+    if [ -d benchmarks/out/reproduce ] && [ ! -e "$OUT/reproduce" ]; then  # a carried earlier call's runs
+      cp -r benchmarks/out/reproduce "$OUT/reproduce"
+      log "reproduce: resuming from the carried benchmarks/out/reproduce ($(ls "$OUT"/reproduce/*/seed*/metrics.json 2>/dev/null | wc -l) finished, $(ls "$OUT"/reproduce/*/seed*/checkpoints/*.ckpt 2>/dev/null | wc -l) checkpoints)"
+    fi
     s=$(date +%s)
     timeout "$t" python3 benchmarks/reproduce.py $args ${REPRODUCE_ARGS:-} --out "$OUT/reproduce" \
       --results "$OUT/reproduction.json" --no-page > "$OUT/reproduce.log" 2>&1
