@@ -17,6 +17,7 @@ __all__ = [
     "plot_confusion",
     "group_table",
     "mean_std_table",
+    "results_note",
     "GROUP_COLOURS",
 ]
 
@@ -156,6 +157,15 @@ def groups_note(counts) -> str:
         f"(>100, 20–100, <20 training images); head/middle/tail thirds by rank = "
         f"{len(r['head'])}/{len(r['middle'])}/{len(r['tail'])} classes"
     )
+
+
+def results_note(doc: dict, width: int = 110) -> str:
+    """A results file's ``note`` (how and where its runs were made), wrapped for printing above its
+    table; ``""`` when the file has none. The note is part of the result, so the chapters show it."""
+    import textwrap
+
+    note = doc.get("note") if isinstance(doc, dict) else None
+    return textwrap.fill(f"Note from the results file: {note}", width) if note else ""
 
 
 # --------------------------------------------------------------------------------------

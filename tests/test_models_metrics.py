@@ -71,3 +71,14 @@ def test_empty_group_is_none():
     r = accuracy_report(torch.tensor([0, 1]), torch.tensor([0, 1]), [500, 300])
     assert r["few"] is None and r["medium"] is None and r["many"] == 1.0
     assert np.isclose(r["overall"], 1.0)
+
+
+def test_results_note_is_shown_wrapped_and_empty_without_one():
+    from ltkd.viz import results_note
+
+    note = "runs on the idle 2-core CPU; " * 10
+    text = results_note({"note": note}, width=60)
+    assert text.startswith("Note from the results file: runs on the idle")
+    assert all(len(line) <= 60 for line in text.splitlines()) and len(text.splitlines()) > 3
+    assert " ".join(text.split()) == " ".join(f"Note from the results file: {note}".split())
+    assert results_note({}) == "" and results_note({"note": ""}) == ""
