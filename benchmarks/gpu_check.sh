@@ -27,7 +27,8 @@
 # and points LTKD_DATA_DIR / LTKD_CIFAR10_JPEG at the copies. A device call carries at most 64 MiB, so:
 #   call 1, carry benchmarks/out/cifar10-jpeg:
 #     REPRODUCE_SECONDS=400 REPRODUCE_ARGS="--methods ce crt --seeds 0" bash benchmarks/gpu_check.sh env reproduce throughput
-#   call 2, carry benchmarks/out/wheels + benchmarks/out/data:  bash benchmarks/gpu_check.sh nbval
+#   call 2, carry benchmarks/out/wheels + benchmarks/out/data:
+#     GPU_CHECK_SECONDS=<what status says is left, less 60> NBVAL_SECONDS=<the same, less 30> bash benchmarks/gpu_check.sh nbval
 # (call 1's 200-epoch CE run is the issue's "<= 5 minutes" check, so it goes first; call 2 within
 # the 30 s the machine stays warm, with what is left of the 15 device minutes).
 # nbval runs the notebooks NBVAL_WORKERS (default 4) at a time with pytest-xdist where it is installed;
@@ -88,14 +89,16 @@ for phase in $PHASES; do
   nbval)
     t=$(cap "${NBVAL_SECONDS:-240}" 60)
     if [ "$t" -le 10 ]; then log "nbval: skipped (no time left)"; continue; fi
-    extra="--durations=10"; [ "$DRY" = 1 ] && extra="--collect-only"
+    # -v: each cell's result is in the log as it finishes, so a run cut off by the time limit still shows
+    # how far every notebook got
+    extra="-v --durations=10"; [ "$DRY" = 1 ] && extra="-q --collect-only"
     if [ "$DRY" != 1 ] && [ "${NBVAL_WORKERS:-4}" -gt 1 ] && python3 -c "import xdist" 2>/dev/null; then
       extra="$extra -n ${NBVAL_WORKERS:-4} --dist loadfile"
       # each notebook's kernel gets its share of the CPU cores (torch would take them all in every kernel)
       n=$(( $(nproc) / ${NBVAL_WORKERS:-4} )); export LTKD_THREADS=${LTKD_THREADS:-$(( n > 0 ? n : 1 ))}
     fi
     s=$(date +%s)
-    timeout "$t" python3 -m pytest ${NBVAL_PATHS:-notebooks} -q $extra --junitxml="$OUT/nbval.xml" > "$OUT/nbval.log" 2>&1
+    timeout "$t" python3 -m pytest ${NBVAL_PATHS:-notebooks} $extra --junitxml="$OUT/nbval.xml" > "$OUT/nbval.log" 2>&1
     rc=$?
     log "nbval (LTKD_DEVICE=$LTKD_DEVICE): rc=$rc in $(( $(date +%s) - s ))s$([ $rc = 124 ] && echo ' (TIMED OUT)'): $(tail -1 "$OUT/nbval.log")"
     ;;
