@@ -126,8 +126,8 @@ for phase in $PHASES; do
       log "reproduce: resuming from the carried benchmarks/out/reproduce ($(ls "$OUT"/reproduce/*/seed*/metrics.json 2>/dev/null | wc -l) finished, $(ls "$OUT"/reproduce/*/seed*/checkpoints/*.ckpt 2>/dev/null | wc -l) checkpoints)"
     fi
     s=$(date +%s)
-    timeout "$t" python3 benchmarks/reproduce.py $args ${REPRODUCE_ARGS:-} --out "$OUT/reproduce" \
-      --results "$OUT/reproduction.json" --no-page > "$OUT/reproduce.log" 2>&1
+    LTKD_PROGRESS=log timeout "$t" python3 benchmarks/reproduce.py $args ${REPRODUCE_ARGS:-} --out "$OUT/reproduce" \
+      --results "$OUT/reproduction.json" --no-page > "$OUT/reproduce.log" 2>&1  # a line per epoch in the log
     log "reproduce: rc=$? in $(( $(date +%s) - s ))s"
     grep -E "^  " "$OUT/reproduce.log" | tee -a "$OUT/summary.txt"
     python3 - "$OUT/reproduce" 2>&1 <<'EOF' | tee -a "$OUT/summary.txt"
@@ -139,6 +139,8 @@ for f in sorted(pathlib.Path(sys.argv[1]).glob("*/seed*/metrics.json")):
           f"{sum(1 for h in m['history'] if h.get('stage') == 'stage1')} in {s1:.0f} s, run {m['seconds']:.0f} s, "
           f"{m['environment'].get('device_name')}")
 EOF
+    python3 benchmarks/reproduce.py --status --out "$OUT/reproduce" 2>&1 | grep -vE ": (finished|smoke), overall" \
+      | sed 's/^/  where: /' | tee -a "$OUT/summary.txt"  # runs cut off by the limit: epoch reached, s/epoch
     ;;
   *) log "unknown phase $phase (env nbval throughput reproduce)";;
   esac

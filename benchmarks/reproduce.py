@@ -5,6 +5,7 @@ For a GPU (the paper profile is 200 epochs of ResNet-32; see ``ltkd.profiles``):
     python benchmarks/reproduce.py                      # all methods, seeds 0 1 2; resumes finished runs
     python benchmarks/reproduce.py --time-budget 540    # start no run that would not finish in 540 s
     python benchmarks/reproduce.py --collect            # only gather finished runs into the results file
+    python benchmarks/reproduce.py --status             # how far each run has got (epoch, s/epoch, time left)
     python benchmarks/reproduce.py --smoke              # CPU check of the whole path (1 epoch, tiny data)
 
 Each run writes ``OUT/<method>/seed<k>/metrics.json`` (``ltkd.experiment.run``'s metrics, with the
@@ -107,7 +108,7 @@ def run_one(method: str, seed: int, data, label: str, outdir: Path, smoke: bool,
         prof = prof.replace(stage1=prof.stage1.replace(epochs=SMOKE["epochs"], warmup_epochs=0, milestones=()),
                             stage2=prof.stage2.replace(epochs=SMOKE["stage2_epochs"]))  # fmt: skip
     t0 = time.perf_counter()
-    metrics, _ = run(method, data=data, imbalance=100, seed=seed, profile=prof, out=outdir, progress=False,
+    metrics, _ = run(method, data=data, imbalance=100, seed=seed, profile=prof, out=outdir, progress=None,
                      stage1_state=stage1_state)  # fmt: skip
     from ltkd.distributed import is_main
 
@@ -167,6 +168,51 @@ def run_all(a) -> None:
 
 
 # --------------------------------------------------------------------------------------
+# Where the runs stand
+# --------------------------------------------------------------------------------------
+def status(out: Path) -> list[str]:
+    """One line per run under ``out``: finished (its accuracy) or how far its checkpoints got, with time left."""
+    from ltkd.methods import get_method
+    from ltkd.profiles import get_profile
+
+    prof = get_profile("paper")
+    lines = []
+    for run_dir in sorted(Path(out).glob("*/seed*")):
+        method, seed = run_dir.parent.name, run_dir.name
+        metrics = run_dir / "metrics.json"
+        if metrics.is_file():
+            m = json.loads(metrics.read_text())
+            kind = "smoke" if m.get("reproduction", {}).get("smoke") else "finished"
+            lines.append(f"{method} {seed}: {kind}, overall {100 * m['overall']:.2f} %, balanced "
+                         f"{100 * m['balanced']:.2f} %, {m.get('seconds', 0):.0f} s on "
+                         f"{m.get('environment', {}).get('device_name')}")  # fmt: skip
+            continue
+        try:
+            stages = {st.name: getattr(prof, st.config).epochs for st in get_method(method).stages}
+        except Exception:
+            stages = {}
+        cks = sorted((run_dir / "checkpoints").glob("*.ckpt"))
+        if not cks:
+            lines.append(f"{method} {seed}: started, no epoch finished yet")
+        for ck in cks:
+            try:
+                c = torch.load(ck, map_location="cpu", weights_only=True)
+            except Exception as e:
+                lines.append(f"{method} {seed}: {ck.name} unreadable ({type(e).__name__})")
+                continue
+            done, rows = int(c["epoch"]), c.get("history_rows", [])
+            total = stages.get(ck.stem)
+            recent = [r["seconds"] for r in rows[-10:] if "seconds" in r]
+            per = statistics.mean(recent) if recent else None
+            left = f", ≈ {per * (total - done) / 60:.0f} min left in this stage" if per and total else ""
+            last = rows[-1] if rows else {}
+            lines.append(f"{method} {seed}: {ck.stem} epoch {done}/{total or '?'}"
+                         + (f", loss {last['loss']:.3f}, train acc {100 * last['train_acc']:.1f} %" if last else "")
+                         + (f", {per:.1f} s/epoch" if per else "") + left)  # fmt: skip
+    return lines or [f"no runs under {out}"]
+
+
+# --------------------------------------------------------------------------------------
 # Collect finished runs into the results file and the book page
 # --------------------------------------------------------------------------------------
 def is_reproduction(m: dict) -> bool:
@@ -176,6 +222,16 @@ def is_reproduction(m: dict) -> bool:
     r = m.get("reproduction", {})
     return (not r.get("smoke", True)) and m.get("profile") == "paper" and m.get("epochs") == get_profile(
         "paper").stage1.epochs and m.get("imbalance") == 100
+
+
+def device_label(m: dict) -> str:
+    """The GPU's name, or for a CPU run the processor and the number of threads it trained with."""
+    env = m.get("environment", {})
+    name = env.get("device_name") or m.get("device", "?")
+    if m.get("device") == "cpu":
+        threads = env.get("threads")
+        return f"CPU ({name}, {threads} threads)" if threads else f"CPU ({name})"
+    return name
 
 
 def collect(out_dirs: list[str], results: Path = RESULTS, page: Path = BOOK_PAGE) -> dict:
@@ -191,7 +247,7 @@ def collect(out_dirs: list[str], results: Path = RESULTS, page: Path = BOOK_PAGE
                          "stage_epochs": m["stage_epochs"], "overall": m["overall"], "balanced": m["balanced"],
                          "head": m["head"], "middle": m["middle"], "tail": m["tail"], "many": m["many"],
                          "medium": m["medium"], "few": m["few"], "device": m["device"],
-                         "device_name": m["environment"].get("device_name"), "seconds": m["seconds"],
+                         "device_name": device_label(m), "seconds": m["seconds"],
                          "stage1_seconds": r.get("stage1_seconds"), "stage1_from": r.get("stage1_from"),
                          "versions": r["versions"], "path": str(f)})  # fmt: skip
     if results.is_file():  # keep runs collected earlier (e.g. on another machine) unless re-run here
@@ -257,12 +313,18 @@ def main(argv=None) -> int:
     p.add_argument("--time-budget", type=float, default=None, help="seconds; start no run expected to pass it")
     p.add_argument("--smoke", action="store_true", help="1 epoch on a tiny long tail: tests the path, not a result")
     p.add_argument("--collect", action="store_true", help="only collect finished runs")
+    p.add_argument("--status", action="store_true", help="only show how far each run under --out has got")
     p.add_argument("--results", default=str(RESULTS), help="results file to (re)write")
     p.add_argument("--no-collect", action="store_true", help="do not touch the results file or the book page")
     p.add_argument("--no-page", action="store_true", help="collect into --results but leave the book page alone")
     a = p.parse_args(argv)
     a.out = a.out or str(ROOT / "runs" / ("reproduce-smoke" if a.smoke else "reproduce"))
+    if a.status:
+        print("\n".join(status(Path(a.out))))
+        return 0
     if not a.collect:
+        # one line per epoch in a log file (a bar in a terminal); LTKD_PROGRESS=0 silences both
+        os.environ.setdefault("LTKD_PROGRESS", "1" if sys.stderr.isatty() else "log")
         run_all(a)
     from ltkd.distributed import is_main
 

@@ -50,7 +50,7 @@ def run_stages(
     device: torch.device | str | None = None,
     options: dict[str, Any] | None = None,
     skip: int = 0,
-    progress: bool | None = None,
+    progress: bool | str | None = None,
     checkpoint_dir: str | os.PathLike | None = None,
 ) -> list[dict]:
     """Run ``recipe``'s stages (from index ``skip``) on ``model``; return the per-epoch logs."""
@@ -84,12 +84,25 @@ def evaluate(model: nn.Module, test: ImageData, train_counts, device=None) -> di
     return accuracy_report(logits, test.labels, train_counts)
 
 
+def cpu_name() -> str:
+    """The processor's model name (Linux ``/proc/cpuinfo``), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and ":" in line:
+                name = line.split(":", 1)[1].strip()
+                if name:
+                    return f"{name} ({platform.machine()})"
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment(device: torch.device) -> dict:
     env = {"torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform()}
     if device.type == "cuda":
         env["device_name"] = torch.cuda.get_device_name(device)
     else:
-        env["device_name"] = platform.processor() or platform.machine()
+        env["device_name"] = cpu_name()
         env["threads"] = torch.get_num_threads()
     return env
 
@@ -105,7 +118,7 @@ def run(
     out: str | os.PathLike | None = None,
     device: str | None = None,
     options: dict[str, Any] | None = None,
-    progress: bool | None = None,
+    progress: bool | str | None = None,
     lt_profile: str = "exp",
     data: tuple[ImageData, ImageData] | None = None,
     stage1_state: dict | None = None,

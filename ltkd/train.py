@@ -44,6 +44,7 @@ __all__ = [
     "save_model",
     "load_model_state",
     "progress_enabled",
+    "progress_mode",
 ]
 
 
@@ -76,23 +77,73 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def progress_mode(progress: bool | str | None = None) -> str | None:
+    """How training reports its epochs: ``"bar"`` (tqdm), ``"log"`` or ``None`` (quiet).
+
+    ``progress``: ``True``/``False``, ``"log"``, or ``None`` for ``$LTKD_PROGRESS`` (``0`` quiet,
+    ``1`` bars, ``log`` one line per epoch: for log files of long runs, where a bar is noise),
+    else bars in a terminal or a notebook and quiet under CI or when piped.
+    """
+    if progress is None:
+        env = os.environ.get("LTKD_PROGRESS")
+        if env is not None:
+            env = env.strip().lower()
+            if env == "log":
+                return "log"
+            return None if env in ("0", "false", "no", "off", "") else "bar"
+        if os.environ.get("CI"):
+            return None
+        if "ipykernel" in sys.modules:
+            return "bar"
+        return "bar" if sys.stderr.isatty() else None
+    if isinstance(progress, str):
+        if progress not in ("log", "bar"):
+            raise LtkdError(f"progress must be True, False, 'bar' or 'log', got {progress!r}")
+        return progress
+    return "bar" if progress else None
+
+
 def progress_enabled() -> bool:
-    """Bars in a terminal or a notebook; quiet under CI, when piped, or with LTKD_PROGRESS=0."""
-    env = os.environ.get("LTKD_PROGRESS")
-    if env is not None:
-        return env not in ("0", "false", "no", "")
-    if os.environ.get("CI"):
-        return False
-    if "ipykernel" in sys.modules:
-        return True
-    return sys.stderr.isatty()
+    """Bars or epoch lines (:func:`progress_mode`) are on."""
+    return progress_mode() is not None
 
 
-def _tqdm(total: int, desc: str, enabled: bool):
+def _hms(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+class _EpochLines:
+    """``LTKD_PROGRESS=log``: one flushed line per epoch on stderr, with the time left."""
+
+    def __init__(self, total: int, desc: str, initial: int = 0):
+        self.total, self.desc, self.n, self.postfix = total, desc, initial, {}
+        self.t0, self.done = time.perf_counter(), 0
+        if initial:
+            print(f"{desc}: resuming at epoch {initial + 1}/{total}", file=sys.stderr, flush=True)
+
+    def set_postfix(self, **kw) -> None:
+        self.postfix = kw
+
+    def update(self, k: int = 1) -> None:
+        self.n += k
+        self.done += k
+        per = (time.perf_counter() - self.t0) / self.done
+        extra = "  ".join(f"{key} {val}" for key, val in self.postfix.items())
+        print(f"{self.desc}: epoch {self.n}/{self.total}  {extra}  {per:.1f} s/epoch, "
+              f"{_hms(per * (self.total - self.n))} left", file=sys.stderr, flush=True)  # fmt: skip
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, desc: str, mode: str | None, initial: int = 0):
+    if mode == "log":
+        return _EpochLines(total, desc, initial)
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, disable=not enabled, leave=True, dynamic_ncols=True,
-                file=sys.stderr, unit="epoch")  # fmt: skip
+    return tqdm(total=total, desc=desc, disable=mode is None, leave=True, dynamic_ncols=True, file=sys.stderr,
+                unit="epoch", initial=initial)  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------
@@ -258,7 +309,7 @@ def fit(
     device: torch.device | str | None = None,
     seed: int = 0,
     checkpoint: str | os.PathLike | None = None,
-    progress: bool | None = None,
+    progress: bool | str | None = None,
     desc: str = "train",
     augment: bool = True,
     channels_last: bool | None = None,
@@ -274,6 +325,8 @@ def fit(
       ``bn="train"`` lets them keep updating (as H2T's published stage 2 does).
     * ``checkpoint``: a file written atomically after every epoch; if it exists when ``fit``
       starts, training resumes from it (model, optimiser, schedule, RNG state).
+    * ``progress``: a bar, one line per epoch (``"log"``) or nothing; ``None`` asks
+      ``$LTKD_PROGRESS`` and the terminal (:func:`progress_mode`).
     * Mixed precision (bf16 autocast) on CUDA. Losses are summed on the device and read once
       per epoch, so there is no host synchronisation per step.
     * Fast path: ``channels_last`` (``None``: on for CPU and CUDA; ``$LTKD_CHANNELS_LAST=0``
@@ -357,9 +410,7 @@ def fit(
             find_unused_parameters=_env_flag("LTKD_DDP_FIND_UNUSED", False),
         )
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else nullcontext()
-    enabled = (progress_enabled() if progress is None else progress) and rank == 0
-    bar = _tqdm(config.epochs, desc, enabled)
-    bar.update(start)
+    bar = _progress(config.epochs, desc, progress_mode(progress) if rank == 0 else None, initial=start)
     try:
         for epoch in range(start, config.epochs):
             t0 = time.perf_counter()

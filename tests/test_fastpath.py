@@ -128,3 +128,27 @@ def test_reproduction_results_keep_only_finished_paper_runs(tmp_path):
     assert "71.00 ± 1.41" in text and "70.4" in text and "old" not in text and text.endswith("after\n")
     empty = rep.collect([str(tmp_path / "nothing")], tmp_path / "empty.json", page)
     assert empty["runs"] == [] and "No paper-profile run has finished yet" in page.read_text()
+
+
+def test_reproduction_status_and_cpu_device_label(tmp_path):
+    """reproduce.py --status: finished runs with their accuracy, running ones with epoch and time left."""
+    import json
+
+    import torch
+
+    rep = _reproduce_module()
+    assert rep.status(tmp_path) == [f"no runs under {tmp_path}"]
+    ck_dir = tmp_path / "ce" / "seed0" / "checkpoints"
+    ck_dir.mkdir(parents=True)
+    rows = [{"epoch": e, "loss": 1.0 / e, "train_acc": 0.5, "seconds": 60.0} for e in (1, 2, 3)]
+    torch.save({"epoch": 3, "history_rows": rows}, ck_dir / "stage1.ckpt")
+    (tmp_path / "la" / "seed1").mkdir(parents=True)
+    m = {"overall": 0.75, "balanced": 0.75, "seconds": 3600.0, "device": "cpu",
+         "environment": {"device_name": "AMD EPYC (x86_64)", "threads": 2}, "reproduction": {"smoke": False}}  # fmt: skip
+    (tmp_path / "la" / "seed1" / "metrics.json").write_text(json.dumps(m))
+    lines = rep.status(tmp_path)
+    assert lines[0] == ("ce seed0: stage1 epoch 3/200, loss 0.333, train acc 50.0 %, 60.0 s/epoch, "
+                        "≈ 197 min left in this stage")  # fmt: skip
+    assert lines[1].startswith("la seed1: finished, overall 75.00 %") and "3600 s" in lines[1]
+    assert rep.device_label(m) == "CPU (AMD EPYC (x86_64), 2 threads)"
+    assert rep.device_label({"device": "cuda", "environment": {"device_name": "NVIDIA H100"}}) == "NVIDIA H100"

@@ -35,6 +35,8 @@ def test_gpu_check_dry_run_on_cpu(tmp_path):
         m = json.loads((out / "reproduce" / method / "seed0" / "metrics.json").read_text())
         assert m["reproduction"]["smoke"] is True and m["method"] == method
         assert m["environment"]["device_name"] and m["reproduction"]["versions"]["torch"]
+    log = (out / "reproduce.log").read_text()  # LTKD_PROGRESS=log: a line per epoch, for a run cut off by the limit
+    assert "ce:stage1: epoch 1/1" in log and "crt:crt: epoch 1/1" in log
     # ... and smoke runs never reach the results file
     doc = json.loads((out / "reproduction.json").read_text())
     assert doc["runs"] == [] and doc["summary"] == {}

@@ -9,7 +9,7 @@ from ltkd.errors import LtkdError
 from ltkd.experiment import run
 from ltkd.models import build_model
 from ltkd.profiles import TrainConfig, get_profile
-from ltkd.train import LossObjective, fit, load_model_state, predict
+from ltkd.train import LossObjective, fit, load_model_state, predict, progress_mode
 
 
 def test_same_seed_same_metrics_on_cpu(digits):
@@ -41,7 +41,7 @@ def test_crt_trains_only_the_head(digits):
     assert all(p.requires_grad for p in model.parameters())  # flags restored
 
 
-def test_resume_after_interruption_gives_the_same_model(digits, tmp_path):
+def test_resume_after_interruption_gives_the_same_model(digits, tmp_path, capsys):
     train = long_tail(digits[0], 10)
     cfg = TrainConfig(epochs=3, batch_size=32)
     torch.manual_seed(0)
@@ -62,8 +62,13 @@ def test_resume_after_interruption_gives_the_same_model(digits, tmp_path):
     with pytest.raises(Stop):
         fit(m, LossObjective(F.cross_entropy), train, cfg, device="cpu", seed=1, checkpoint=ck, on_epoch_end=stop_after_2)
     m2 = build_model("cnn6", 10, 1)
-    hist = fit(m2, LossObjective(F.cross_entropy), train, cfg, device="cpu", seed=1, checkpoint=ck)
+    capsys.readouterr()
+    hist = fit(m2, LossObjective(F.cross_entropy), train, cfg, device="cpu", seed=1, checkpoint=ck, progress="log")
     assert [h["epoch"] for h in hist] == [1, 2, 3]
+    lines = capsys.readouterr().err.splitlines()  # progress="log": one line per epoch run here, for log files
+    assert lines[0] == "train: resuming at epoch 2/3"  # stopped inside epoch 2, before its checkpoint
+    assert len(lines) == 3 and lines[1].startswith("train: epoch 2/3  loss ") and " s/epoch, " in lines[1]
+    assert lines[2].startswith("train: epoch 3/3  loss ") and lines[2].endswith("0m00s left")
     x = train.images[:16]
     torch.testing.assert_close(predict(m2, train.subset(range(16))), predict(ref, train.subset(range(16))))
     assert x.shape[0] == 16
@@ -119,3 +124,16 @@ def test_lr_schedule_warmup_then_steps():
         s.step()
     assert lrs[0] < lrs[1] < lrs[2] == pytest.approx(1.0)
     assert lrs[5] == pytest.approx(1.0) and lrs[6] == pytest.approx(0.1) and lrs[8] == pytest.approx(0.01)
+
+
+def test_progress_mode(monkeypatch):
+    monkeypatch.delenv("CI", raising=False)
+    for env, mode in [("0", None), ("false", None), ("1", "bar"), ("log", "log"), (" LOG ", "log")]:
+        monkeypatch.setenv("LTKD_PROGRESS", env)
+        assert progress_mode() == mode, env
+    assert progress_mode(False) is None and progress_mode(True) == "bar" and progress_mode("log") == "log"
+    monkeypatch.delenv("LTKD_PROGRESS")
+    monkeypatch.setenv("CI", "1")
+    assert progress_mode() is None  # quiet under CI unless asked
+    with pytest.raises(LtkdError, match="progress must be"):
+        progress_mode("verbose")

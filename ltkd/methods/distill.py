@@ -258,7 +258,7 @@ def load_teacher(path: str | os.PathLike, num_classes: int | None = None, in_cha
 
 
 def train_teacher(model: str, data, profile=None, epochs: int | None = None, seed: int = 0, method: str = "ce",
-                  device=None, out=None, progress: bool | None = None) -> tuple[nn.Module, dict]:  # fmt: skip
+                  device=None, out=None, progress: bool | str | None = None) -> tuple[nn.Module, dict]:  # fmt: skip
     """Train a teacher with ``method`` (default CE) on ``data`` = (train, test); return (model, metrics)."""
     from ..experiment import run
 
