@@ -203,7 +203,7 @@ def status(out: Path) -> list[str]:
             done, rows = int(c["epoch"]), c.get("history_rows", [])
             total = stages.get(ck.stem)
             recent = [r["seconds"] for r in rows[-10:] if "seconds" in r]
-            per = statistics.mean(recent) if recent else None
+            per = statistics.median(recent) if recent else None  # robust to an epoch slowed by other work
             left = f", ≈ {per * (total - done) / 60:.0f} min left in this stage" if per and total else ""
             last = rows[-1] if rows else {}
             lines.append(f"{method} {seed}: {ck.stem} epoch {done}/{total or '?'}"
