@@ -234,6 +234,15 @@ def device_label(m: dict) -> str:
     return name
 
 
+def epoch_seconds_median(m: dict) -> dict:
+    """Median epoch time per stage: the speed of a run even where some epochs were slowed (or paused) by other work."""
+    by_stage: dict[str, list[float]] = {}
+    for h in m.get("history", []):
+        if "seconds" in h:
+            by_stage.setdefault(h.get("stage", "stage1"), []).append(h["seconds"])
+    return {k: round(statistics.median(v), 3) for k, v in by_stage.items()}
+
+
 def collect(out_dirs: list[str], results: Path = RESULTS, page: Path = BOOK_PAGE) -> dict:
     runs = []
     for d in out_dirs:
@@ -249,6 +258,7 @@ def collect(out_dirs: list[str], results: Path = RESULTS, page: Path = BOOK_PAGE
                          "medium": m["medium"], "few": m["few"], "device": m["device"],
                          "device_name": device_label(m), "seconds": m["seconds"],
                          "stage1_seconds": r.get("stage1_seconds"), "stage1_from": r.get("stage1_from"),
+                         "epoch_seconds_median": epoch_seconds_median(m),
                          "versions": r["versions"], "path": str(f)})  # fmt: skip
     if results.is_file():  # keep runs collected earlier (e.g. on another machine) unless re-run here
         key = lambda r: (r["method"], r["seed"], r["data"], r["device_name"])

@@ -111,7 +111,8 @@ def test_reproduction_results_keep_only_finished_paper_runs(tmp_path):
     base = {"method": "ce", "seed": 0, "dataset": "imagefolder:cifar10-jpeg", "imbalance": 100, "model": "resnet32",
             "profile": "paper", "epochs": 200, "stage_epochs": {"stage1": 200}, "overall": 0.7, "balanced": 0.7,
             "head": 0.9, "middle": 0.7, "tail": 0.5, "many": 0.8, "medium": None, "few": None, "device": "cuda",
-            "environment": {"device_name": "GPU X"}, "seconds": 100.0}  # fmt: skip
+            "environment": {"device_name": "GPU X"}, "seconds": 100.0,
+            "history": [{"stage": "stage1", "seconds": t} for t in (0.5, 0.4, 9.0)]}  # fmt: skip
     r = {"data_label": "CIFAR-10 (JPEG copy)", "smoke": False, "versions": {}}
     runs = {"ce/seed0": {**base, "reproduction": r}, "ce/seed1": {**base, "seed": 1, "overall": 0.72, "reproduction": r},
             "ce/seed2": {**base, "seed": 2, "reproduction": {**r, "smoke": True}},
@@ -124,6 +125,7 @@ def test_reproduction_results_keep_only_finished_paper_runs(tmp_path):
     doc = rep.collect([str(tmp_path)], tmp_path / "results.json", page)
     assert sorted((x["method"], x["seed"]) for x in doc["runs"]) == [("ce", 0), ("ce", 1)]
     assert abs(doc["summary"]["ce"]["mean"] - 71.0) < 1e-9 and doc["summary"]["ce"]["seeds"] == [0, 1]
+    assert doc["runs"][0]["epoch_seconds_median"] == {"stage1": 0.5}  # one slow epoch does not move it
     text = page.read_text()
     assert "71.00 ± 1.41" in text and "70.4" in text and "old" not in text and text.endswith("after\n")
     empty = rep.collect([str(tmp_path / "nothing")], tmp_path / "empty.json", page)
