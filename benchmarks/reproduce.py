@@ -155,7 +155,7 @@ def run_all(a) -> None:
 
                 state = load_model_state(ce_dir / "model.pt")["state_dict"]
                 ce_m = json.loads((ce_dir / "metrics.json").read_text())
-                info = {"stage1_from": str(ce_dir), "stage1_seconds": ce_m.get("seconds")}
+                info = {"stage1_from": str(ce_dir), "stage1_seconds": train_seconds(ce_m)}
             t0 = time.perf_counter()
             try:
                 m = run_one(method, seed, data, label, outdir, a.smoke, state, info)
@@ -243,6 +243,27 @@ def epoch_seconds_median(m: dict) -> dict:
     return {k: round(statistics.median(v), 3) for k, v in by_stage.items()}
 
 
+def train_seconds(m: dict) -> float:
+    """Training time of a run: its epochs' times summed over stages and resumes (a resumed run's
+    ``seconds`` count only the process that finished it). Includes whatever slowed or paused an epoch."""
+    if "train_seconds" in m:
+        return m["train_seconds"]
+    return round(sum(h.get("seconds", 0.0) for h in m.get("history", [])), 2)
+
+
+def resumed_at(m: dict) -> list[str]:
+    return m.get("resumed_at", [f"{h.get('stage', 'stage1')} epoch {h['epoch'] - 1}"
+                                for h in m.get("history", []) if h.get("resumed")])  # fmt: skip
+
+
+def stage1_seconds(r: dict) -> float | None:
+    """The CE stage 1 a two-stage run started from: its training time, read from that run if it is here."""
+    src = r.get("stage1_from")
+    if src and (Path(src) / "metrics.json").is_file():
+        return train_seconds(json.loads((Path(src) / "metrics.json").read_text()))
+    return r.get("stage1_seconds")
+
+
 def collect(out_dirs: list[str], results: Path = RESULTS, page: Path = BOOK_PAGE) -> dict:
     runs = []
     for d in out_dirs:
@@ -257,7 +278,8 @@ def collect(out_dirs: list[str], results: Path = RESULTS, page: Path = BOOK_PAGE
                          "head": m["head"], "middle": m["middle"], "tail": m["tail"], "many": m["many"],
                          "medium": m["medium"], "few": m["few"], "device": m["device"],
                          "device_name": device_label(m), "seconds": m["seconds"],
-                         "stage1_seconds": r.get("stage1_seconds"), "stage1_from": r.get("stage1_from"),
+                         "train_seconds": train_seconds(m), "resumed_at": resumed_at(m),
+                         "stage1_seconds": stage1_seconds(r), "stage1_from": r.get("stage1_from"),
                          "epoch_seconds_median": epoch_seconds_median(m),
                          "versions": r["versions"], "path": str(f)})  # fmt: skip
     if results.is_file():  # keep runs collected earlier (e.g. on another machine) unless re-run here
@@ -291,9 +313,9 @@ START, END = "<!-- reproduction-table:start -->", "<!-- reproduction-table:end -
 
 def table_markdown(doc: dict) -> str:
     if not doc["runs"]:
-        return ("**No paper-profile run has finished yet.** The runs need a GPU (200 epochs of ResNet-32 per run); "
-                "none was available when this page was written, so the measured column is empty rather than "
-                "filled with numbers nobody measured. `python benchmarks/reproduce.py` on a GPU fills it.")  # fmt: skip
+        return ("**No paper-profile run has finished yet.** A run is 200 epochs of ResNet-32 (minutes on a GPU, "
+                "about four hours on two CPU cores), so the measured column is empty rather than filled with "
+                "numbers nobody measured. `python benchmarks/reproduce.py` fills it.")  # fmt: skip
     lines = ["| method | published top-1 (%) | measured top-1 (%), mean ± std | seeds | data | device |",
              "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     for method, s in doc["summary"].items():
@@ -302,7 +324,32 @@ def table_markdown(doc: dict) -> str:
         std = f" ± {s['std']:.2f}" if s["std"] is not None else ""
         lines.append(f"| {LABELS.get(method, method)} | {pub_s} | {s['mean']:.2f}{std} | "
                      f"{', '.join(map(str, s['seeds']))} | {', '.join(s['data'])} | {', '.join(s['devices'])} |")  # fmt: skip
+    lines += ["", "Each run (last-epoch top-1 %; head / middle / tail = the classes in thirds by training count; "
+              "training time = the run's epoch times summed, including any epoch slowed or paused by other work "
+              "on the machine; median epoch = the undisturbed speed):", "",
+              "| method | seed | overall | head / middle / tail | device | training time | median epoch (s) | notes |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    order = {m: i for i, m in enumerate(METHODS)}
+    for r in sorted(doc["runs"], key=lambda r: (order.get(r["method"], len(order)), r["method"], r["seed"])):
+        groups = " / ".join("–" if r.get(g) is None else f"{100 * r[g]:.1f}" for g in ("head", "middle", "tail"))
+        med = ", ".join(f"{k} {v:.1f}" for k, v in r.get("epoch_seconds_median", {}).items())
+        notes = []
+        if r.get("stage1_from"):
+            s1 = r.get("stage1_seconds")
+            notes.append("stage 1: the CE run of this seed" + (f" ({_duration(s1)})" if s1 else ""))
+        if r.get("resumed_at"):
+            notes.append("resumed from a checkpoint at " + ", ".join(r["resumed_at"]))
+        train_s = r.get("train_seconds", r.get("seconds"))
+        lines.append(f"| {LABELS.get(r['method'], r['method'])} | {r['seed']} | {100 * r['overall']:.2f} | {groups} | "
+                     f"{r['device_name']} | {_duration(train_s)} | {med} | {'; '.join(notes)} |")  # fmt: skip
     return "\n".join(lines)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    m = int(round(seconds / 60))
+    return f"{m // 60} h {m % 60:02d} min" if m >= 60 else (f"{m} min" if m else f"{seconds:.0f} s")
 
 
 def write_table(page: Path, doc: dict) -> None:

@@ -171,7 +171,9 @@ def run(
         "device": str(dev),
         "environment": environment(dev),
         "options": {k: v for k, v in (options or {}).items() if isinstance(v, (int, float, str, bool))},
-        "seconds": round(time.perf_counter() - t0, 2),
+        "seconds": round(time.perf_counter() - t0, 2),  # this call's wall time (a resumed run: since the resume)
+        "train_seconds": round(sum(r.get("seconds", 0.0) for r in logs), 2),  # all epochs, across resumes
+        "resumed_at": [f"{r['stage']} epoch {r['epoch'] - 1}" for r in logs if r.get("resumed")],
         "history": logs,
     }
     if outdir and is_main():  # under torchrun only rank 0 writes (every rank holds the same model)

@@ -398,6 +398,7 @@ def fit(
         torch.set_rng_state(ck["torch_rng"])
         history = list(ck.get("history_rows", []))
         start = int(ck["epoch"])
+    resumed = start > 0  # the first epoch this call runs is marked, so a run's metrics say where it resumed
 
     run_model = _compiled(model, compile_mode(compile))
     ddp = None
@@ -457,6 +458,8 @@ def fit(
                 )
             row.update(epoch=epoch + 1, train_acc=float(correct) / seen, lr=opt.param_groups[0]["lr"],
                        seconds=time.perf_counter() - t0)  # fmt: skip
+            if resumed:
+                row["resumed"], resumed = True, False
             history.append(row)
             bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['train_acc']:.3f}")
             bar.update(1)

@@ -126,8 +126,26 @@ def test_reproduction_results_keep_only_finished_paper_runs(tmp_path):
     assert sorted((x["method"], x["seed"]) for x in doc["runs"]) == [("ce", 0), ("ce", 1)]
     assert abs(doc["summary"]["ce"]["mean"] - 71.0) < 1e-9 and doc["summary"]["ce"]["seeds"] == [0, 1]
     assert doc["runs"][0]["epoch_seconds_median"] == {"stage1": 0.5}  # one slow epoch does not move it
+    assert doc["runs"][0]["train_seconds"] == 9.9 and doc["runs"][0]["resumed_at"] == []  # all epochs summed
     text = page.read_text()
     assert "71.00 ± 1.41" in text and "70.4" in text and "old" not in text and text.endswith("after\n")
+    assert "| CE | 1 | 72.00 | 90.0 / 70.0 / 50.0 | GPU X | 10 s | stage1 0.5 |  |" in text  # the per-run table
+    # a resumed CPU run, and a cRT run on its stage 1: times summed over the resume, the stage-1 time from the CE run
+    hist = [{"stage": "stage1", "epoch": e, "seconds": 60.0, **({"resumed": True} if e == 3 else {})} for e in (1, 2, 3, 4)]
+    cpu = {**base, "seed": 5, "device": "cpu", "environment": {"device_name": "CPU Y", "threads": 2}, "history": hist,
+           "seconds": 130.0, "reproduction": r}  # fmt: skip
+    crt = {**cpu, "method": "crt", "history": [{"stage": "crt", "epoch": 1, "seconds": 30.0}], "seconds": 35.0,
+           "reproduction": {**r, "stage1_from": str(tmp_path / "cpu" / "ce" / "seed5"), "stage1_seconds": 130.0}}
+    for k, m in {"ce/seed5": cpu, "crt/seed5": crt}.items():
+        (tmp_path / "cpu" / k).mkdir(parents=True)
+        (tmp_path / "cpu" / k / "metrics.json").write_text(json.dumps(m))
+    doc = rep.collect([str(tmp_path / "cpu")], tmp_path / "cpu.json", page)
+    ce5, crt5 = doc["runs"]
+    assert ce5["train_seconds"] == 240.0 and ce5["resumed_at"] == ["stage1 epoch 2"]
+    assert crt5["train_seconds"] == 30.0 and crt5["stage1_seconds"] == 240.0  # read from the CE run, not its 130 s
+    text = page.read_text()
+    assert "| CE | 5 | 70.00 | 90.0 / 70.0 / 50.0 | CPU (CPU Y, 2 threads) | 4 min | stage1 60.0 | resumed from a checkpoint at stage1 epoch 2 |" in text
+    assert "| CE + cRT | 5 | 70.00 |" in text and "stage 1: the CE run of this seed (4 min)" in text
     empty = rep.collect([str(tmp_path / "nothing")], tmp_path / "empty.json", page)
     assert empty["runs"] == [] and "No paper-profile run has finished yet" in page.read_text()
 

@@ -65,6 +65,7 @@ def test_resume_after_interruption_gives_the_same_model(digits, tmp_path, capsys
     capsys.readouterr()
     hist = fit(m2, LossObjective(F.cross_entropy), train, cfg, device="cpu", seed=1, checkpoint=ck, progress="log")
     assert [h["epoch"] for h in hist] == [1, 2, 3]
+    assert [h.get("resumed", False) for h in hist] == [False, True, False]  # the first epoch after the resume
     lines = capsys.readouterr().err.splitlines()  # progress="log": one line per epoch run here, for log files
     assert lines[0] == "train: resuming at epoch 2/3"  # stopped inside epoch 2, before its checkpoint
     assert len(lines) == 3 and lines[1].startswith("train: epoch 2/3  loss ") and " s/epoch, " in lines[1]
