@@ -172,3 +172,18 @@ def test_reproduction_status_and_cpu_device_label(tmp_path):
     assert lines[1].startswith("la seed1: finished, overall 75.00 %") and "3600 s" in lines[1]
     assert rep.device_label(m) == "CPU (AMD EPYC (x86_64), 2 threads)"
     assert rep.device_label({"device": "cuda", "environment": {"device_name": "NVIDIA H100"}}) == "NVIDIA H100"
+
+
+def test_committed_reproduction_page_matches_the_results_file():
+    """The book's reproduction table is the one the committed results file produces: no number edited by hand."""
+    import json
+
+    rep = _reproduce_module()
+    doc = json.loads(rep.RESULTS.read_text())
+    for r in doc["runs"]:  # only finished paper-profile runs on CIFAR-10-LT IF 100
+        assert r["profile"] == "paper" and r["imbalance"] == 100 and r["model"] == "resnet32"
+        assert r["stage_epochs"].get("stage1", 200) == 200 and 0 <= r["overall"] <= 1
+        assert r["device_name"] and r["data"] and r["versions"].get("torch")
+    text = rep.BOOK_PAGE.read_text()
+    table = text.split(rep.START, 1)[1].split(rep.END, 1)[0].strip()
+    assert table == rep.table_markdown(doc).strip()
