@@ -184,8 +184,9 @@ def status(out: Path) -> list[str]:
             m = json.loads(metrics.read_text())
             kind = "smoke" if m.get("reproduction", {}).get("smoke") else "finished"
             lines.append(f"{method} {seed}: {kind}, overall {100 * m['overall']:.2f} %, balanced "
-                         f"{100 * m['balanced']:.2f} %, {m.get('seconds', 0):.0f} s on "
-                         f"{m.get('environment', {}).get('device_name')}")  # fmt: skip
+                         f"{100 * m['balanced']:.2f} %, {train_seconds(m) or m.get('seconds', 0):.0f} s of training on "
+                         f"{m.get('environment', {}).get('device_name')}"
+                         + (f", resumed at {', '.join(resumed_at(m))}" if resumed_at(m) else ""))  # fmt: skip
             continue
         try:
             stages = {st.name: getattr(prof, st.config).epochs for st in get_method(method).stages}

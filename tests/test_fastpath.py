@@ -169,7 +169,11 @@ def test_reproduction_status_and_cpu_device_label(tmp_path):
     lines = rep.status(tmp_path)
     assert lines[0] == ("ce seed0: stage1 epoch 3/200, loss 0.333, train acc 50.0 %, 60.0 s/epoch, "
                         "≈ 197 min left in this stage")  # fmt: skip
-    assert lines[1].startswith("la seed1: finished, overall 75.00 %") and "3600 s" in lines[1]
+    assert lines[1].startswith("la seed1: finished, overall 75.00 %") and "3600 s of training" in lines[1]
+    m["history"] = [{"stage": "stage1", "epoch": e, "seconds": 1000.0, **({"resumed": True} if e == 2 else {})}
+                    for e in (1, 2, 3)]  # fmt: skip
+    (tmp_path / "la" / "seed1" / "metrics.json").write_text(json.dumps(m))  # resumed: epochs summed, not `seconds`
+    assert rep.status(tmp_path)[1].endswith("3000 s of training on AMD EPYC (x86_64), resumed at stage1 epoch 1")
     assert rep.device_label(m) == "CPU (AMD EPYC (x86_64), 2 threads)"
     assert rep.device_label({"device": "cuda", "environment": {"device_name": "NVIDIA H100"}}) == "NVIDIA H100"
 
