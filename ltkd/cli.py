@@ -27,6 +27,16 @@ def _positive_int(s: str) -> int:
     return v
 
 
+def _nonnegative_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {s!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (off) or positive, got {v}")
+    return v
+
+
 def _imbalance(s: str) -> float:
     try:
         v = float(s)
@@ -65,6 +75,9 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fusion-ratio", type=float, default=None, help="H2T: fraction of channels fused (default 0.25)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="options",
                    help="a method option, e.g. --set gcl_eps=0.25 (repeatable; `ltkd methods` lists them)")
+    p.add_argument("--eval-every", type=_nonnegative_int, default=0, metavar="N",
+                   help="also test every N epochs (and at each stage's end) into the log: a learning curve "
+                        "and the best evaluated epoch (default 0: off)")
     p.add_argument("--json", action="store_true", help="print metrics.json instead of the table")
 
 
@@ -85,7 +98,7 @@ def cmd_train(args) -> int:
     metrics, _ = run(
         method=args.method, dataset=args.dataset, imbalance=args.imbalance, model=args.model,
         epochs=args.epochs, seed=args.seed, profile=args.profile, out=args.out, device=args.device,
-        options=_options(args), lt_profile=args.lt_profile,
+        options=_options(args), lt_profile=args.lt_profile, eval_every=args.eval_every,
     )  # fmt: skip
     if args.json:
         print(json.dumps({k: v for k, v in metrics.items() if k != "history"}, indent=2))

@@ -21,6 +21,7 @@ def _run(*args):
         (["train", "--imbalance", "0.5"], "imbalance factor must be ≥ 1"),
         (["train", "--epochs", "0"], "must be positive"),
         (["train", "--epochs", "-3"], "must be positive"),
+        (["train", "--eval-every", "-1"], "must be 0 (off) or positive"),
         (["train", "--dataset", "/no/such/folder"], "no such folder"),
         (["train", "--model", "vgg99"], "unknown model"),
         (["train", "--fusion-ratio", "2"], "fusion-ratio"),

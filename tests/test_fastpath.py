@@ -129,12 +129,16 @@ def test_reproduction_results_keep_only_finished_paper_runs(tmp_path):
     assert doc["runs"][0]["train_seconds"] == 9.9 and doc["runs"][0]["resumed_at"] == []  # all epochs summed
     text = page.read_text()
     assert "71.00 ± 1.41" in text and "70.4" in text and "old" not in text and text.endswith("after\n")
-    assert "| CE | 1 | 72.00 | 90.0 / 70.0 / 50.0 | GPU X | 10 s | stage1 0.5 |  |" in text  # the per-run table
+    assert ("| CE | 1 | 72.00 | 90.0 / 70.0 / 50.0 | – (not evaluated during training) | GPU X | 10 s | stage1 0.5 "
+            "|  |") in text  # the per-run table; this run had no test-set curve  # fmt: skip
     # a resumed CPU run, and a cRT run on its stage 1: times summed over the resume, the stage-1 time from the CE run
-    hist = [{"stage": "stage1", "epoch": e, "seconds": 60.0, **({"resumed": True} if e == 3 else {})} for e in (1, 2, 3, 4)]
+    hist = [{"stage": "stage1", "epoch": e, "seconds": 60.0, **({"resumed": True} if e == 3 else {}),
+             **({"test_acc": 0.6 + e / 100} if e % 2 == 0 else {})} for e in (1, 2, 3, 4)]  # fmt: skip
     cpu = {**base, "seed": 5, "device": "cpu", "environment": {"device_name": "CPU Y", "threads": 2}, "history": hist,
-           "seconds": 130.0, "reproduction": r}  # fmt: skip
+           "seconds": 130.0, "reproduction": r,
+           "best_evaluated": {"stage": "stage1", "epoch": 4, "overall": 0.64, "evaluated_epochs": 2}}  # fmt: skip
     crt = {**cpu, "method": "crt", "history": [{"stage": "crt", "epoch": 1, "seconds": 30.0}], "seconds": 35.0,
+           "best_evaluated": None,
            "reproduction": {**r, "stage1_from": str(tmp_path / "cpu" / "ce" / "seed5"), "stage1_seconds": 130.0}}
     for k, m in {"ce/seed5": cpu, "crt/seed5": crt}.items():
         (tmp_path / "cpu" / k).mkdir(parents=True)
@@ -142,9 +146,11 @@ def test_reproduction_results_keep_only_finished_paper_runs(tmp_path):
     doc = rep.collect([str(tmp_path / "cpu")], tmp_path / "cpu.json", page)
     ce5, crt5 = doc["runs"]
     assert ce5["train_seconds"] == 240.0 and ce5["resumed_at"] == ["stage1 epoch 2"]
+    assert ce5["test_curve"] == [["stage1", 2, 0.62], ["stage1", 4, 0.64]] and crt5["test_curve"] == []
     assert crt5["train_seconds"] == 30.0 and crt5["stage1_seconds"] == 240.0  # read from the CE run, not its 130 s
     text = page.read_text()
-    assert "| CE | 5 | 70.00 | 90.0 / 70.0 / 50.0 | CPU (CPU Y, 2 threads) | 4 min | stage1 60.0 | resumed from a checkpoint at stage1 epoch 2 |" in text
+    assert ("| CE | 5 | 70.00 | 90.0 / 70.0 / 50.0 | 64.00 (stage1 epoch 4, of 2 evaluated) | CPU (CPU Y, 2 threads) "
+            "| 4 min | stage1 60.0 | resumed from a checkpoint at stage1 epoch 2 |") in text  # fmt: skip
     assert "| CE + cRT | 5 | 70.00 |" in text and "stage 1: the CE run of this seed (4 min)" in text
     empty = rep.collect([str(tmp_path / "nothing")], tmp_path / "empty.json", page)
     assert empty["runs"] == [] and "No paper-profile run has finished yet" in page.read_text()
@@ -160,15 +166,16 @@ def test_reproduction_status_and_cpu_device_label(tmp_path):
     assert rep.status(tmp_path) == [f"no runs under {tmp_path}"]
     ck_dir = tmp_path / "ce" / "seed0" / "checkpoints"
     ck_dir.mkdir(parents=True)
-    rows = [{"epoch": e, "loss": 1.0 / e, "train_acc": 0.5, "seconds": 60.0} for e in (1, 2, 3)]
+    rows = [{"epoch": e, "loss": 1.0 / e, "train_acc": 0.5, "seconds": 60.0, **({"test_acc": 0.4} if e == 2 else {})}
+            for e in (1, 2, 3)]  # fmt: skip
     torch.save({"epoch": 3, "history_rows": rows}, ck_dir / "stage1.ckpt")
     (tmp_path / "la" / "seed1").mkdir(parents=True)
     m = {"overall": 0.75, "balanced": 0.75, "seconds": 3600.0, "device": "cpu",
          "environment": {"device_name": "AMD EPYC (x86_64)", "threads": 2}, "reproduction": {"smoke": False}}  # fmt: skip
     (tmp_path / "la" / "seed1" / "metrics.json").write_text(json.dumps(m))
     lines = rep.status(tmp_path)
-    assert lines[0] == ("ce seed0: stage1 epoch 3/200, loss 0.333, train acc 50.0 %, 60.0 s/epoch, "
-                        "≈ 197 min left in this stage")  # fmt: skip
+    assert lines[0] == ("ce seed0: stage1 epoch 3/200, loss 0.333, train acc 50.0 %, test acc 40.0 % at epoch 2, "
+                        "60.0 s/epoch, ≈ 197 min left in this stage")  # fmt: skip
     assert lines[1].startswith("la seed1: finished, overall 75.00 %") and "3600 s of training" in lines[1]
     m["history"] = [{"stage": "stage1", "epoch": e, "seconds": 1000.0, **({"resumed": True} if e == 2 else {})}
                     for e in (1, 2, 3)]  # fmt: skip

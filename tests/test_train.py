@@ -53,6 +53,7 @@ def test_resume_after_interruption_gives_the_same_model(digits, tmp_path, capsys
         pass
 
     def stop_after_2(epoch, row):
+        row["test_acc"] = 0.5  # what a callback adds to the row is saved with it (a test-set curve survives a resume)
         if epoch == 2:
             raise Stop
 
@@ -66,6 +67,7 @@ def test_resume_after_interruption_gives_the_same_model(digits, tmp_path, capsys
     hist = fit(m2, LossObjective(F.cross_entropy), train, cfg, device="cpu", seed=1, checkpoint=ck, progress="log")
     assert [h["epoch"] for h in hist] == [1, 2, 3]
     assert [h.get("resumed", False) for h in hist] == [False, True, False]  # the first epoch after the resume
+    assert [h.get("test_acc") for h in hist] == [0.5, None, None]
     lines = capsys.readouterr().err.splitlines()  # progress="log": one line per epoch run here, for log files
     assert lines[0] == "train: resuming at epoch 2/3"  # stopped inside epoch 2, before its checkpoint
     assert len(lines) == 3 and lines[1].startswith("train: epoch 2/3  loss ") and " s/epoch, " in lines[1]
@@ -73,6 +75,28 @@ def test_resume_after_interruption_gives_the_same_model(digits, tmp_path, capsys
     x = train.images[:16]
     torch.testing.assert_close(predict(m2, train.subset(range(16))), predict(ref, train.subset(range(16))))
     assert x.shape[0] == 16
+
+
+def test_test_set_curve_does_not_change_the_run(digits):
+    data = (long_tail(digits[0], 10), digits[1])
+    plain, _ = run("crt", data=data, seed=2, epochs=5, device="cpu")
+    m, _ = run("crt", data=data, seed=2, epochs=5, device="cpu", eval_every=2)
+    assert [h["loss"] for h in m["history"]] == [h["loss"] for h in plain["history"]]  # same training
+    assert m["per_class"] == plain["per_class"] and "test_acc" not in plain["history"][0]
+    assert plain["best_evaluated"] is None and m["eval_every"] == 2
+    n2 = m["stage_epochs"]["crt"]
+    tested = [(h["stage"], h["epoch"]) for h in m["history"] if "test_acc" in h]
+    assert tested == [("stage1", 2), ("stage1", 4), ("stage1", 5)] + [("crt", e) for e in range(2, n2 + 1, 2)] + (
+        [("crt", n2)] if n2 % 2 else [])  # every 2nd epoch and each stage's last
+    last = m["history"][-1]
+    assert last["test_acc"] == m["overall"] and last["test_tail"] == m["tail"]  # the last evaluation is the report
+    s1_end = next(h for h in m["history"] if h["stage"] == "stage1" and h["epoch"] == 5)
+    assert s1_end["test_acc"] != last["test_acc"]  # stage 2 changed the model between the two evaluations
+    best = m["best_evaluated"]
+    assert best["overall"] == max(h["test_acc"] for h in m["history"] if "test_acc" in h)
+    assert best["evaluated_epochs"] == len(tested) and best["overall"] >= m["overall"]
+    with pytest.raises(LtkdError, match="eval_every must be"):
+        run("ce", data=data, epochs=1, device="cpu", eval_every=-1)
 
 
 def test_checkpoint_roundtrip_and_bad_checkpoint(tmp_path, digits):
