@@ -265,10 +265,43 @@ def resumed_at(m: dict) -> list[str]:
                                 for h in m.get("history", []) if h.get("resumed")])  # fmt: skip
 
 
+CURVE_FIELDS = ["stage", "epoch", "overall", "head", "middle", "tail"]
+FIGURE = "_static/reproduction_curves.png"  # beside the book page
+
+
 def test_curve(m: dict) -> list[list]:
-    """[stage, epoch, test top-1] for every epoch the run evaluated on the test set (``--eval-every``)."""
-    return [[h.get("stage", "stage1"), h["epoch"], round(h["test_acc"], 5)]
+    """[stage, epoch, overall, head, middle, tail] (test top-1) for every epoch the run evaluated on the
+    test set (``--eval-every``)."""
+    r5 = lambda v: None if v is None else round(v, 5)  # noqa: E731
+    return [[h.get("stage", "stage1"), h["epoch"], *(r5(h.get(k)) for k in ("test_acc", "test_head", "test_middle",
+                                                                           "test_tail"))]
             for h in m.get("history", []) if h.get("test_acc") is not None]  # fmt: skip
+
+
+def plot_curves(runs: list[dict], path: Path) -> bool:
+    """The test-set curves of the runs that have one, overall and tail third, into ``path``; False if none has."""
+    have = [r for r in runs if any(row[2] is not None for row in r.get("test_curve") or [])]
+    if not have:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ltkd.viz import plot_test_curves
+
+    keys = ["stage", "epoch", "test_acc", "test_head", "test_middle", "test_tail"]
+    histories = {f"{LABELS.get(r['method'], r['method'])}, seed {r['seed']} ({r['device_name']})":
+                 [dict(zip(keys, row)) for row in r["test_curve"]] for r in have}  # fmt: skip
+    stage_epochs = {}  # every stage at its place: a cRT run's stage 2 after the CE run's 200 epochs
+    for r in have:
+        stage_epochs.update(r.get("stage_epochs", {}))
+    axes = plot_test_curves(histories, stage_epochs=stage_epochs,
+                            title="Paper profile, CIFAR-10-LT IF 100: test top-1 during training")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    axes[0].figure.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(axes[0].figure)
+    return True
 
 
 def best_cell(r: dict) -> str:
@@ -328,6 +361,7 @@ def collect(out_dirs: list[str], results: Path = RESULTS, page: Path = BOOK_PAGE
     results.parent.mkdir(parents=True, exist_ok=True)
     results.write_text(json.dumps(doc, indent=2) + "\n")
     if page.is_file():
+        plot_curves(runs, page.parent / FIGURE)
         write_table(page, doc)
     print(f"collected {len(runs)} finished run(s) into {results}")
     return doc
@@ -370,6 +404,11 @@ def table_markdown(doc: dict) -> str:
         train_s = r.get("train_seconds", r.get("seconds"))
         lines.append(f"| {LABELS.get(r['method'], r['method'])} | {r['seed']} | {100 * r['overall']:.2f} | {groups} | "
                      f"{best_cell(r)} | {r['device_name']} | {_duration(train_s)} | {med} | {'; '.join(notes)} |")  # fmt: skip
+    if any(row[2] is not None for r in doc["runs"] for row in r.get("test_curve") or []):
+        lines += ["", f"```{{figure}} {FIGURE}", ":name: reproduction-curves", "",
+                  "Test top-1 during training of the runs that evaluated the test set (every 10th epoch and each "
+                  "stage's end), overall and on the tail third of the classes; a dotted line where the second stage "
+                  "starts. Drawn by `python benchmarks/reproduce.py --collect` from the results file.", "```"]  # fmt: skip
     return "\n".join(lines)
 
 

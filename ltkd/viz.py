@@ -18,6 +18,7 @@ __all__ = [
     "group_table",
     "mean_std_table",
     "results_note",
+    "plot_test_curves",
     "GROUP_COLOURS",
 ]
 
@@ -240,6 +241,55 @@ def plot_spread(spreads: dict[str, Sequence[float]], counts, ax=None, ylabel: st
     ax.legend(fontsize=8)
     ax.set_title(title, fontsize=10)
     return ax
+
+
+def plot_test_curves(histories: dict[str, Sequence[dict]], groups: Sequence[str] = ("overall", "tail"), axes=None,
+                     stage_epochs: dict[str, int] | None = None, title: str = "Test top-1 during training"):  # fmt: skip
+    """Test accuracy against epoch, one line per run (label → its per-epoch log, ``metrics["history"]``).
+
+    Only rows evaluated on the test set count (``ltkd train --eval-every N``); one panel per group
+    (``overall``, ``head``, ``middle`` or ``tail``). Stages follow each other on the x axis, a dotted
+    line where the next begins: a stage starts after the epochs of the stages before it in
+    ``stage_epochs`` (stage name → epochs, in order; ``metrics["stage_epochs"]``), or, without it,
+    after the last epoch logged in the run's previous stage.
+    """
+    import matplotlib.pyplot as plt
+
+    key = {"overall": "test_acc", "head": "test_head", "middle": "test_middle", "tail": "test_tail"}
+    bad = [g for g in groups if g not in key]
+    if bad:
+        raise ValueError(f"unknown group(s) {bad}; choose from {', '.join(key)}")
+    if axes is None:
+        _, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.6), squeeze=False)
+        axes = axes[0]
+    fixed, total = {}, 0
+    for name, n in (stage_epochs or {}).items():
+        fixed[name], total = total, total + n
+    starts: set[int] = set()
+    for label, hist in histories.items():
+        offset, last_epoch, stage, xs, ys = 0, 0, None, [], {g: [] for g in groups}
+        for row in hist:  # x = epochs of all earlier stages + this row's epoch
+            if row.get("stage") != stage:
+                offset, stage = fixed.get(row.get("stage"), offset + last_epoch), row.get("stage")
+                if offset:
+                    starts.add(offset)
+            last_epoch = row["epoch"]
+            if row.get("test_acc") is not None:
+                xs.append(offset + row["epoch"])
+                for g in groups:
+                    v = row.get(key[g])
+                    ys[g].append(np.nan if v is None else 100 * v)
+        for ax, g in zip(axes, groups):
+            ax.plot(xs, ys[g], "o-", ms=3, label=label, alpha=0.85)
+    for ax, g in zip(axes, groups):
+        for x in sorted(starts):
+            ax.axvline(x, color="grey", ls=":", lw=1)
+        ax.set_xlabel("epoch (stages in sequence)")
+        ax.set_ylabel(f"test top-1, {g if g == 'overall' else g + ' third'} (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0].set_title(title, fontsize=10, loc="left")
+    return axes
 
 
 def plot_feature_maps(fmap, highlight=(), ax=None, title: str = "", ncols: int | None = None,

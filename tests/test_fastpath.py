@@ -128,6 +128,7 @@ def test_reproduction_results_keep_only_finished_paper_runs(tmp_path):
     assert doc["runs"][0]["epoch_seconds_median"] == {"stage1": 0.5}  # one slow epoch does not move it
     assert doc["runs"][0]["train_seconds"] == 9.9 and doc["runs"][0]["resumed_at"] == []  # all epochs summed
     text = page.read_text()
+    assert "{figure}" not in text and not (tmp_path / rep.FIGURE).exists()  # no run evaluated during training
     assert "71.00 ± 1.41" in text and "70.4" in text and "old" not in text and text.endswith("after\n")
     assert ("| CE | 1 | 72.00 | 90.0 / 70.0 / 50.0 | – (not evaluated during training) | GPU X | 10 s | stage1 0.5 "
             "|  |") in text  # the per-run table; this run had no test-set curve  # fmt: skip
@@ -146,12 +147,16 @@ def test_reproduction_results_keep_only_finished_paper_runs(tmp_path):
     doc = rep.collect([str(tmp_path / "cpu")], tmp_path / "cpu.json", page)
     ce5, crt5 = doc["runs"]
     assert ce5["train_seconds"] == 240.0 and ce5["resumed_at"] == ["stage1 epoch 2"]
-    assert ce5["test_curve"] == [["stage1", 2, 0.62], ["stage1", 4, 0.64]] and crt5["test_curve"] == []
+    assert ce5["test_curve"] == [["stage1", 2, 0.62, None, None, None], ["stage1", 4, 0.64, None, None, None]]
+    assert crt5["test_curve"] == []
     assert crt5["train_seconds"] == 30.0 and crt5["stage1_seconds"] == 240.0  # read from the CE run, not its 130 s
     text = page.read_text()
     assert ("| CE | 5 | 70.00 | 90.0 / 70.0 / 50.0 | 64.00 (stage1 epoch 4, of 2 evaluated) | CPU (CPU Y, 2 threads) "
             "| 4 min | stage1 60.0 | resumed from a checkpoint at stage1 epoch 2 |") in text  # fmt: skip
     assert "| CE + cRT | 5 | 70.00 |" in text and "stage 1: the CE run of this seed (4 min)" in text
+    figure = tmp_path / rep.FIGURE  # the curves, drawn beside the page, shown only once a run has one
+    assert f"```{{figure}} {rep.FIGURE}" in text and figure.stat().st_size > 1000
+    assert "{figure}" not in rep.table_markdown({**doc, "runs": [crt5]})
     empty = rep.collect([str(tmp_path / "nothing")], tmp_path / "empty.json", page)
     assert empty["runs"] == [] and "No paper-profile run has finished yet" in page.read_text()
 

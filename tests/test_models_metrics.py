@@ -82,3 +82,25 @@ def test_results_note_is_shown_wrapped_and_empty_without_one():
     assert all(len(line) <= 60 for line in text.splitlines()) and len(text.splitlines()) > 3
     assert " ".join(text.split()) == " ".join(f"Note from the results file: {note}".split())
     assert results_note({}) == "" and results_note({"note": ""}) == ""
+
+
+def test_test_curves_put_stages_in_sequence():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ltkd.viz import plot_test_curves
+
+    hist = [{"stage": "stage1", "epoch": e, **({"test_acc": e / 10, "test_tail": e / 20} if e % 2 == 0 else {})}
+            for e in range(1, 5)] + [{"stage": "crt", "epoch": 1, "test_acc": 0.5, "test_tail": 0.4}]  # fmt: skip
+    axes = plot_test_curves({"a": hist})  # the second stage starts after the first's last logged epoch
+    x, y = axes[1].lines[0].get_data()
+    assert list(x) == [2, 4, 5] and list(y) == [10.0, 20.0, 40.0]  # tail third, in percent
+    assert [ln.get_xdata()[0] for ln in axes[0].lines[1:]] == [4]  # the dotted line where cRT starts
+    stage2_only = [{"stage": "crt", "epoch": 2, "test_acc": 0.5}]  # e.g. cRT on a stage 1 trained elsewhere
+    axes = plot_test_curves({"b": stage2_only}, groups=["overall"], stage_epochs={"stage1": 200, "crt": 10})
+    assert list(axes[0].lines[0].get_xdata()) == [202]
+    plt.close("all")
+    with pytest.raises(ValueError, match="unknown group"):
+        plot_test_curves({"a": hist}, groups=["tails"])
