@@ -75,10 +75,14 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fusion-ratio", type=float, default=None, help="H2T: fraction of channels fused (default 0.25)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="options",
                    help="a method option, e.g. --set gcl_eps=0.25 (repeatable; `ltkd methods` lists them)")
+    _add_eval_every(p)
+    p.add_argument("--json", action="store_true", help="print metrics.json instead of the table")
+
+
+def _add_eval_every(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-every", type=_nonnegative_int, default=0, metavar="N",
                    help="also test every N epochs (and at each stage's end) into the log: a learning curve "
                         "and the best evaluated epoch (default 0: off)")
-    p.add_argument("--json", action="store_true", help="print metrics.json instead of the table")
 
 
 def _options(args) -> dict:

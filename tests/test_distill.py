@@ -159,10 +159,12 @@ def test_cli_distill_writes_metrics_with_teacher(tmp_path, capsys):
     save_model(teacher, tmp_path / "t.pt", arch="cnn6x0.5", num_classes=10, in_channels=1, head="LinearHead")
     out = tmp_path / "run"
     rc = main(["distill", "--teacher", str(tmp_path / "t.pt"), "--student", "cnn6x0.5", "--method", "kd-lr-ds",
-               "--dataset", "digits", "--epochs", "1", "--out", str(out), "--fraction", "0.5"])  # fmt: skip
+               "--dataset", "digits", "--epochs", "1", "--out", str(out), "--fraction", "0.5",
+               "--eval-every", "1"])  # fmt: skip
     assert rc == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["method"] == "kd-lr-ds" and m["model"] == "cnn6x0.5"
+    assert m["history"][-1]["test_acc"] == m["overall"] and m["best_evaluated"]["epoch"] == 1  # --eval-every
     assert 0 <= m["overall"] <= 1 and "many" in m and "history" in m
     assert m["teacher"]["model"] == "cnn6x0.5" and 0 <= m["teacher"]["train_error"] <= 1
     assert m["options"]["fraction"] == 0.5

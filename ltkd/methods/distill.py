@@ -373,7 +373,7 @@ def cmd_distill(args) -> int:
             opts[k] = v
     metrics, _ = run(method=args.method, dataset=args.dataset, imbalance=args.imbalance, model=args.student,
                      epochs=args.epochs, seed=args.seed, profile=prof, out=out, device=args.device,
-                     options=opts, lt_profile=args.lt_profile, data=(train, test))  # fmt: skip
+                     options=opts, lt_profile=args.lt_profile, data=(train, test), eval_every=args.eval_every)  # fmt: skip
     arch = args.teacher if not Path(args.teacher).is_file() else _arch_of(args.teacher)
     metrics["teacher"] = {"model": arch, **t_rep}
     tmp = out / "metrics.json.tmp"
@@ -408,7 +408,7 @@ def _positive_float(s: str) -> float:
 
 def add_distill_command(sub) -> None:
     """``ltkd distill``: train (or load) a teacher, distil it into a student, write metrics.json."""
-    from ..cli import _imbalance, _positive_int
+    from ..cli import _add_eval_every, _imbalance, _positive_int
 
     p = sub.add_parser("distill", help="distil a teacher into a student (kd, kd-lr, kd-ds, kd-lr-ds, dkd, dkd-lr-ds)")
     p.add_argument("--teacher", required=True, help="PATH to an ltkd checkpoint (model.pt) or a MODEL name to train "
@@ -433,6 +433,7 @@ def add_distill_command(sub) -> None:
                    help="data selection: fraction of training samples the teacher supervises (default 0.9)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="options",
                    help="another method option, e.g. --set kd_weight=0.5 (repeatable; `ltkd methods` lists them)")
+    _add_eval_every(p)
     p.add_argument("--json", action="store_true", help="print metrics.json instead of the table")
     p.set_defaults(func=cmd_distill)
 
