@@ -265,7 +265,6 @@ def resumed_at(m: dict) -> list[str]:
                                 for h in m.get("history", []) if h.get("resumed")])  # fmt: skip
 
 
-CURVE_FIELDS = ["stage", "epoch", "overall", "head", "middle", "tail"]
 FIGURE = "_static/reproduction_curves.png"  # beside the book page
 
 
