@@ -210,15 +210,29 @@ def status(out: Path) -> list[str]:
             total = stages.get(ck.stem)
             recent = [r["seconds"] for r in rows[-10:] if "seconds" in r]
             per = statistics.median(recent) if recent else None  # robust to an epoch slowed by other work
-            left = f", ≈ {per * (total - done) / 60:.0f} min left in this stage" if per and total else ""
             last = rows[-1] if rows else {}
             tested = [r for r in rows if r.get("test_acc") is not None]
+            evals = evaluations_left(tested, done, total) if total else 0
+            eval_s = statistics.median(r["test_seconds"] for r in tested[-5:]) if evals and all(
+                "test_seconds" in r for r in tested[-5:]) else 0.0
+            left = f", ≈ {(per * (total - done) + evals * eval_s) / 60:.0f} min left in this stage" if per and total else ""
             lines.append(f"{method} {seed}: {ck.stem} epoch {done}/{total or '?'}"
                          + (f", loss {last['loss']:.3f}, train acc {100 * last['train_acc']:.1f} %" if last else "")
                          + (f", test acc {100 * tested[-1]['test_acc']:.1f} % at epoch {tested[-1]['epoch']}"
                             if tested else "")
                          + (f", {per:.1f} s/epoch" if per else "") + left)  # fmt: skip
     return lines or [f"no runs under {out}"]
+
+
+def evaluations_left(tested: list[dict], done: int, total: int) -> int:
+    """Test-set evaluations still to come in a stage, the interval read off the epochs evaluated so far
+    (``--eval-every`` is not in the checkpoint): every N-th epoch, and the stage's last."""
+    epochs = sorted(int(r["epoch"]) for r in tested)
+    gaps = [b - a for a, b in zip(epochs, epochs[1:]) if b > a]
+    every = min(gaps) if gaps else (epochs[0] if epochs else 0)
+    if every <= 0:
+        return 0
+    return sum(1 for e in range(done + 1, total + 1) if e % every == 0 or e == total)
 
 
 # --------------------------------------------------------------------------------------

@@ -182,6 +182,12 @@ def test_reproduction_status_and_cpu_device_label(tmp_path):
     assert lines[0] == ("ce seed0: stage1 epoch 3/200, loss 0.333, train acc 50.0 %, test acc 40.0 % at epoch 2, "
                         "60.0 s/epoch, ≈ 197 min left in this stage")  # fmt: skip
     assert lines[1].startswith("la seed1: finished, overall 75.00 %") and "3600 s of training" in lines[1]
+    rows = [{"epoch": e, "loss": 0.5, "train_acc": 0.5, "seconds": 60.0,
+             **({"test_acc": 0.4, "test_seconds": 30.0} if e % 10 == 0 else {})} for e in range(1, 21)]  # fmt: skip
+    torch.save({"epoch": 20, "history_rows": rows}, ck_dir / "stage1.ckpt")  # 180 epochs and 18 evaluations to go
+    assert rep.status(tmp_path)[0].endswith("60.0 s/epoch, ≈ 189 min left in this stage")
+    assert rep.evaluations_left([{"epoch": 10}, {"epoch": 20}], 20, 25) == 1  # only the stage's last epoch
+    assert rep.evaluations_left([], 3, 200) == 0
     m["history"] = [{"stage": "stage1", "epoch": e, "seconds": 1000.0, **({"resumed": True} if e == 2 else {})}
                     for e in (1, 2, 3)]  # fmt: skip
     (tmp_path / "la" / "seed1" / "metrics.json").write_text(json.dumps(m))  # resumed: epochs summed, not `seconds`
