@@ -59,7 +59,7 @@ PUBLISHED = {
     "crt": (None, "no CIFAR-10-LT number quoted"),
     "ldam-drw": (77.0, "Cao et al. 2019"),
     "la": (77.9, "Menon et al. 2021 (different data split, TensorFlow)"),
-    "gcl": (82.7, "Li et al. 2022, ≈ (not verified against the paper's table)"),
+    "gcl": (82.7, "Li et al. 2022; approximate, not verified against the paper's table"),
     "h2t": (None, "H2T publishes CIFAR-100-LT only"),
 }
 SMOKE = {"epochs": 1, "stage2_epochs": 1, "n_max": 60, "test_per_class": 20}

@@ -287,7 +287,10 @@ def plot_test_curves(histories: dict[str, Sequence[dict]], groups: Sequence[str]
         ax.set_xlabel("epoch (stages in sequence)")
         ax.set_ylabel(f"test top-1, {g if g == 'overall' else g + ' third'} (%)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+    # one legend for all panels, below them, where it hides no point of any curve
+    handles, labels = axes[0].get_legend_handles_labels()
+    axes[0].figure.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), fontsize=8,
+                          ncol=min(2, max(1, len(labels))), frameon=False)  # fmt: skip
     axes[0].set_title(title, fontsize=10, loc="left")
     return axes
 
