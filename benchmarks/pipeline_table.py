@@ -11,7 +11,13 @@ shows this file for the rest.
     LTKD_THREADS=2 python benchmarks/pipeline_table.py       # writes benchmarks/results/pipeline_quick.json
 
 The JSON is rewritten after every run and a rerun skips the runs already there (teachers are cached
-in ``runs/pipeline_table_cache``), so the script can be stopped and resumed.
+in ``runs/pipeline_table_cache``), so the script can be stopped and resumed. Seed 0's teacher is also
+kept in the repository (``benchmarks/results/pipeline_teacher_fashion-mnist_if100_quick_seed0.pt``,
+float32, ≈ 0.3 MB; ``--save-teacher-seeds``), and chapter 9 loads it instead of training it — the
+chapter's live students then distil the very teacher this table's seed-0 rows used. A teacher that has
+to be retrained (its weights gone) takes its seed's distilled rows with it: they are dropped and rerun
+with the new teacher, never mixed (a retrained teacher can match the old one's test accuracy class by
+class and still differ in its weights: CPU kernels are not bit-for-bit deterministic).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -52,6 +59,11 @@ def make_student(name: str, num_classes: int, in_channels: int, seed: int) -> to
     raise ValueError(f"unknown student {name!r}; known: {STUDENTS}")
 
 
+def teacher_file_name(dataset: str, imbalance: float, profile: str, seed: int) -> str:
+    """The kept teacher's file name; chapter 9 loads ``teacher_file_name("fashion-mnist", 100, "quick", 0)``."""
+    return f"pipeline_teacher_{dataset}_if{imbalance:g}_{profile}_seed{seed}.pt"
+
+
 def _write(res: dict, out: Path) -> None:
     tmp = out.with_suffix(".json.tmp")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -69,6 +81,9 @@ def main(argv=None) -> None:
     ap.add_argument("--fraction", type=float, default=0.9)
     ap.add_argument("--out", default=str(ROOT / "results" / "pipeline_quick.json"))
     ap.add_argument("--cache", default="runs/pipeline_table_cache")
+    ap.add_argument("--teacher-dir", default=str(ROOT / "results"), help="where the teachers of --save-teacher-seeds go")
+    ap.add_argument("--save-teacher-seeds", type=int, nargs="*", default=[0],
+                    help="seeds whose teacher is kept in --teacher-dir (chapter 9 loads seed 0's)")
     args = ap.parse_args(argv)
 
     out, cache = Path(args.out), Path(args.cache)
@@ -78,24 +93,36 @@ def main(argv=None) -> None:
     profile = get_profile(args.profile).for_dataset(args.dataset)
     shape = tuple(train.images.shape[1:])
     res = json.loads(out.read_text()) if out.is_file() else {}
-    res.update(dataset=train.name, imbalance=args.imbalance, profile=profile.name, seeds=args.seeds,
+    runs = res.get("runs", {})
+    res.update(dataset=train.name, imbalance=args.imbalance, profile=profile.name,
+               seeds=sorted(set(args.seeds) | {r["seed"] for r in runs.values()}),  # this run's and the file's
                device=str(dev), environment=environment(dev), eta=args.eta, fraction=args.fraction,
                train_counts=[int(c) for c in train.counts], classes=list(train.classes),
                grouping="head / middle / tail = thirds of the classes by training count",
                note="teacher: GCL two-stage on the profile's model; students trained for the profile's stage-1 "
                     "schedule; 'stored bytes' = exported file (binary bits + packed indices for the binary net, "
                     "float32 otherwise)",
-               runs=res.get("runs", {}))  # fmt: skip
+               runs=runs)  # fmt: skip
     tmpdir = Path(tempfile.mkdtemp(prefix="ltkd-pipeline-"))
     for seed in args.seeds:
         key = f"teacher|{seed}"
-        tdir = cache / f"teacher_{seed}"
-        if key in res["runs"] and (tdir / "model.pt").is_file():
-            teacher = load_teacher(tdir / "model.pt", train.num_classes, train.in_channels, dev)
+        cached = cache / f"teacher_{seed}" / "model.pt"
+        kept = Path(args.teacher_dir) / teacher_file_name(train.name, args.imbalance, profile.name, seed)
+        found = next((f for f in (kept, cached) if f.is_file()), None)
+        retrained = key not in res["runs"] or found is None
+        if not retrained:
+            teacher = load_teacher(found, train.num_classes, train.in_channels, dev)
         else:
             t0 = time.perf_counter()
-            m, teacher = run("gcl", data=data, seed=seed, profile=profile, device=dev, progress=False, out=tdir)
+            m, teacher = run("gcl", data=data, seed=seed, profile=profile, device=dev, progress=False,
+                             out=cached.parent)  # fmt: skip
             teacher.eval()
+            if key in res["runs"]:  # the recorded teacher's weights are gone: its distilled students go too
+                stale = [k for k, r in res["runs"].items() if r.get("seed") == seed and r.get("how", "CE alone") != "CE alone"]
+                print(f"{key}: teacher retrained (no saved weights); rerunning its {len(stale)} distilled students",
+                      flush=True)  # fmt: skip
+                for k in stale:
+                    del res["runs"][k]
             res["runs"][key] = {**{k: m[k] for k in GROUPS}, "per_class": m["per_class"], "model": m["model"],
                                 "seed": seed, "seconds": round(time.perf_counter() - t0, 1),
                                 "train_error": training_error(teacher, train, dev),
@@ -103,6 +130,14 @@ def main(argv=None) -> None:
                                 "stored bytes": BS.stored_bytes(teacher, tmpdir / "t.npz")}  # fmt: skip
             _write(res, out)
             print(f"{key:44s} overall {100 * m['overall']:.1f}  tail {100 * m['tail']:.1f}", flush=True)
+        if seed in args.save_teacher_seeds and (retrained or not kept.is_file()):  # the teacher these rows used
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(cached, kept.with_name(kept.name + ".tmp"))
+            os.replace(kept.with_name(kept.name + ".tmp"), kept)
+            print(f"{key}: kept as {kept}", flush=True)
+        if kept.is_file() and (found == kept and not retrained or seed in args.save_teacher_seeds):
+            res["runs"][key]["file"] = os.path.relpath(kept, ROOT.parent)
+            _write(res, out)
         ctx = Context(train=train, profile=profile, device=dev, seed=seed,
                       options={"teacher": teacher, "eta": args.eta, "fraction": args.fraction})  # fmt: skip
         for how in HOWS:
