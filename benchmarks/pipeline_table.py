@@ -64,6 +64,18 @@ def teacher_file_name(dataset: str, imbalance: float, profile: str, seed: int) -
     return f"pipeline_teacher_{dataset}_if{imbalance:g}_{profile}_seed{seed}.pt"
 
 
+def saved_teacher(runs: dict, seed: int, kept: Path, cached: Path) -> Path | None:
+    """The file holding the teacher that ``runs`` recorded for ``seed`` (the kept copy first), or None: train it."""
+    if f"teacher|{seed}" not in runs:
+        return None
+    return next((f for f in (kept, cached) if f.is_file()), None)
+
+
+def distilled_rows(runs: dict, seed: int) -> list[str]:
+    """The keys of ``seed``'s students that learned from its teacher (the CE-alone rows never saw it)."""
+    return [k for k, r in runs.items() if r.get("seed") == seed and r.get("how", "CE alone") != "CE alone"]
+
+
 def _write(res: dict, out: Path) -> None:
     tmp = out.with_suffix(".json.tmp")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -108,8 +120,8 @@ def main(argv=None) -> None:
         key = f"teacher|{seed}"
         cached = cache / f"teacher_{seed}" / "model.pt"
         kept = Path(args.teacher_dir) / teacher_file_name(train.name, args.imbalance, profile.name, seed)
-        found = next((f for f in (kept, cached) if f.is_file()), None)
-        retrained = key not in res["runs"] or found is None
+        found = saved_teacher(res["runs"], seed, kept, cached)
+        retrained = found is None
         if not retrained:
             teacher = load_teacher(found, train.num_classes, train.in_channels, dev)
         else:
@@ -118,7 +130,7 @@ def main(argv=None) -> None:
                              out=cached.parent)  # fmt: skip
             teacher.eval()
             if key in res["runs"]:  # the recorded teacher's weights are gone: its distilled students go too
-                stale = [k for k, r in res["runs"].items() if r.get("seed") == seed and r.get("how", "CE alone") != "CE alone"]
+                stale = distilled_rows(res["runs"], seed)
                 print(f"{key}: teacher retrained (no saved weights); rerunning its {len(stale)} distilled students",
                       flush=True)  # fmt: skip
                 for k in stale:

@@ -1,0 +1,46 @@
+"""benchmarks/pipeline_table.py's bookkeeping: which saved teacher a rerun loads, and which rows a retrained
+teacher invalidates (chapter 9's live students must distil the teacher the table's seed-0 rows used)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+import pipeline_table as PT  # noqa: E402
+
+RUNS = {
+    "teacher|0": {"seed": 0},
+    f"{PT.STUDENTS[0]}|CE alone|0": {"seed": 0, "student": PT.STUDENTS[0], "how": "CE alone"},
+    f"{PT.STUDENTS[0]}|KD + LR + DS|0": {"seed": 0, "student": PT.STUDENTS[0], "how": "KD + LR + DS"},
+    f"{PT.STUDENTS[1]}|KD + LR + DS|0": {"seed": 0, "student": PT.STUDENTS[1], "how": "KD + LR + DS"},
+    "teacher|1": {"seed": 1},
+    f"{PT.STUDENTS[0]}|KD + LR + DS|1": {"seed": 1, "student": PT.STUDENTS[0], "how": "KD + LR + DS"},
+}
+
+
+def test_saved_teacher_prefers_the_kept_file_and_retrains_an_unrecorded_one(tmp_path):
+    kept, cached = tmp_path / "kept.pt", tmp_path / "cache" / "model.pt"
+    assert PT.saved_teacher(RUNS, 0, kept, cached) is None  # recorded, but no weights anywhere: retrain
+    cached.parent.mkdir()
+    cached.write_bytes(b"x")
+    assert PT.saved_teacher(RUNS, 0, kept, cached) == cached
+    kept.write_bytes(b"x")
+    assert PT.saved_teacher(RUNS, 0, kept, cached) == kept
+    assert PT.saved_teacher(RUNS, 2, kept, cached) is None  # weights but no record of them: retrain
+
+
+def test_distilled_rows_are_the_seeds_students_of_the_teacher_only():
+    assert sorted(PT.distilled_rows(RUNS, 0)) == sorted(
+        [f"{PT.STUDENTS[0]}|KD + LR + DS|0", f"{PT.STUDENTS[1]}|KD + LR + DS|0"]
+    )
+    assert PT.distilled_rows(RUNS, 1) == [f"{PT.STUDENTS[0]}|KD + LR + DS|1"]
+    assert PT.distilled_rows(RUNS, 2) == []
+
+
+def test_kept_teacher_name_is_the_one_chapter_9_loads():
+    name = PT.teacher_file_name("fashion-mnist", 100.0, "quick", 0)
+    assert name == "pipeline_teacher_fashion-mnist_if100_quick_seed0.pt"
+    assert (Path(PT.ROOT) / "results" / name).is_file()
+    chapter = (Path(PT.ROOT).parent / "notebooks" / "09_putting_it_together.ipynb").read_text()
+    assert "pipeline_teacher_{DATASET}_if{IMBALANCE:g}_{PROFILE}_seed{SEED}.pt" in chapter
