@@ -35,12 +35,28 @@ def _run(*args):
     ],
 )
 def test_cli_errors_one_line_exit_2(args, needle, capsys):
-    assert main(args + ["--out", os.devnull + "-x"]) == 2  # in process too
+    capsys.readouterr()
+    assert main(args + ["--out", os.devnull + "-x"]) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ltkd: error:") and needle in lines[0], err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["train", "--dataset", "imagenet-21k"], "unknown data set"),  # found while loading the data
+        (["train", "--set", "gcl_epsilon=0.3"], "unknown option 'gcl_epsilon'"),  # found parsing options
+        (["distill", "--teacher", "cnn6", "--set", "kd_weight=?"], "option kd_weight takes a number"),
+    ],
+)
+def test_cli_errors_one_line_exit_2_in_a_fresh_process(args, needle):
+    """The same errors from the ``ltkd`` process itself: nothing else on stderr (no warning at import)."""
     r = _run(*args)
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("ltkd: error:") and needle in lines[0], r.stderr
-    assert "Traceback" not in r.stderr
 
 
 def test_cli_unreadable_folder(tmp_path):
