@@ -62,6 +62,7 @@ PUBLISHED = {
     "gcl": (82.7, "Li et al. 2022; approximate, not verified against the paper's table"),
     "h2t": (None, "H2T publishes CIFAR-100-LT only"),
 }
+EVAL_EVERY = 10  # --eval-every's default: test every 10th epoch of each stage (and its last)
 SMOKE = {"epochs": 1, "stage2_epochs": 1, "n_max": 60, "test_per_class": 20}
 
 
@@ -229,7 +230,12 @@ def evaluations_left(tested: list[dict], done: int, total: int) -> int:
     (``--eval-every`` is not in the checkpoint): every N-th epoch, and the stage's last."""
     epochs = sorted(int(r["epoch"]) for r in tested)
     gaps = [b - a for a, b in zip(epochs, epochs[1:]) if b > a]
-    every = min(gaps) if gaps else (epochs[0] if epochs else 0)
+    if gaps:
+        every = min(gaps)
+    elif epochs:  # one evaluation so far (e.g. --eval-every switched on at a resume): the default, if it fits
+        every = EVAL_EVERY if epochs[0] % EVAL_EVERY == 0 else epochs[0]
+    else:
+        every = 0
     if every <= 0:
         return 0
     return sum(1 for e in range(done + 1, total + 1) if e % every == 0 or e == total)
@@ -447,7 +453,7 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--dataset", default=None, help="default: the CIFAR-10 JPEG copy, else cifar10 (torchvision)")
     p.add_argument("--out", default=None, help="default runs/reproduce (runs/reproduce-smoke with --smoke)")
-    p.add_argument("--eval-every", type=int, default=10, metavar="N",
+    p.add_argument("--eval-every", type=int, default=EVAL_EVERY, metavar="N",
                    help="test every N epochs of each stage and at its end, into the run's log (0: off; default 10): "
                         "the learning curve and the best evaluated epoch beside the last one")
     p.add_argument("--time-budget", type=float, default=None, help="seconds; start no run expected to pass it")

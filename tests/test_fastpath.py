@@ -188,6 +188,9 @@ def test_reproduction_status_and_cpu_device_label(tmp_path):
     assert rep.status(tmp_path)[0].endswith("60.0 s/epoch, ≈ 189 min left in this stage")
     assert rep.evaluations_left([{"epoch": 10}, {"epoch": 20}], 20, 25) == 1  # only the stage's last epoch
     assert rep.evaluations_left([], 3, 200) == 0
+    # one evaluation so far (evaluation switched on at a resume): the default interval, not that epoch
+    assert rep.evaluations_left([{"epoch": 60}], 60, 200) == 14  # 70, 80, ..., 200
+    assert rep.evaluations_left([{"epoch": 7}], 7, 20) == 2  # 14 and the stage's last
     m["history"] = [{"stage": "stage1", "epoch": e, "seconds": 1000.0, **({"resumed": True} if e == 2 else {})}
                     for e in (1, 2, 3)]  # fmt: skip
     (tmp_path / "la" / "seed1" / "metrics.json").write_text(json.dumps(m))  # resumed: epochs summed, not `seconds`
