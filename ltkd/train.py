@@ -114,11 +114,13 @@ def _hms(seconds: float) -> str:
 
 
 class _EpochLines:
-    """``LTKD_PROGRESS=log``: one flushed line per epoch on stderr, with the time left."""
+    """``LTKD_PROGRESS=log``: one flushed line per epoch on stderr: that epoch's time, and the time left at
+    the median of the last 10 epochs (an epoch slowed or paused by other work on the machine does not
+    inflate the estimate, as a running mean would for the rest of a long run)."""
 
     def __init__(self, total: int, desc: str, initial: int = 0):
         self.total, self.desc, self.n, self.postfix = total, desc, initial, {}
-        self.t0, self.done = time.perf_counter(), 0
+        self.t, self.recent = time.perf_counter(), []
         if initial:
             print(f"{desc}: resuming at epoch {initial + 1}/{total}", file=sys.stderr, flush=True)
 
@@ -126,12 +128,14 @@ class _EpochLines:
         self.postfix = kw
 
     def update(self, k: int = 1) -> None:
+        now = time.perf_counter()
+        per, self.t = (now - self.t) / k, now
         self.n += k
-        self.done += k
-        per = (time.perf_counter() - self.t0) / self.done
+        self.recent = (self.recent + [per] * k)[-10:]
+        typical = sorted(self.recent)[len(self.recent) // 2]  # the median (upper, for an even count)
         extra = "  ".join(f"{key} {val}" for key, val in self.postfix.items())
         print(f"{self.desc}: epoch {self.n}/{self.total}  {extra}  {per:.1f} s/epoch, "
-              f"{_hms(per * (self.total - self.n))} left", file=sys.stderr, flush=True)  # fmt: skip
+              f"{_hms(typical * (self.total - self.n))} left", file=sys.stderr, flush=True)  # fmt: skip
 
     def close(self) -> None:
         pass

@@ -162,3 +162,23 @@ def test_progress_mode(monkeypatch):
     assert progress_mode() is None  # quiet under CI unless asked
     with pytest.raises(LtkdError, match="progress must be"):
         progress_mode("verbose")
+
+
+def test_epoch_lines_estimate_ignores_a_paused_epoch(monkeypatch, capsys):
+    """LTKD_PROGRESS=log: each line shows that epoch's time; the time left comes from the median of recent
+    epochs, so one epoch paused for an hour does not turn the rest of a long run's estimate into hours."""
+    from types import SimpleNamespace
+
+    import ltkd.train as T
+
+    clock = iter([0.0, 60.0, 120.0, 3720.0, 3780.0])  # 60 s epochs; the third one paused for an hour
+    monkeypatch.setattr(T, "time", SimpleNamespace(perf_counter=lambda: next(clock)))  # ltkd.train's clock only
+    bar = T._progress(200, "stage1", "log", initial=10)
+    for _ in range(4):
+        bar.set_postfix(loss="1.000")
+        bar.update()
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "stage1: resuming at epoch 11/200"
+    assert lines[1] == "stage1: epoch 11/200  loss 1.000  60.0 s/epoch, 3h09m left"  # 189 epochs x 60 s
+    assert lines[3] == "stage1: epoch 13/200  loss 1.000  3600.0 s/epoch, 3h07m left"  # median of 60, 60, 3600
+    assert lines[4].endswith("60.0 s/epoch, 3h06m left")  # a running mean (945 s) would say 48h49m
