@@ -1,0 +1,77 @@
+"""The student edition (``python book/build.py --student``, book/instructors.md) keeps every exercise and
+drops every solution: the collapsed *Solution* boxes and the code cells that answer an exercise."""
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+spec = importlib.util.spec_from_file_location("ltkd_book_build", ROOT / "book" / "build.py")
+build = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(build)
+
+
+def _src(cell) -> str:
+    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+
+
+def _exercise_cells(nb) -> list[dict]:
+    """The cells from the chapter's "## Exercises" heading on (empty if it has none)."""
+    start = next((i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "markdown" and "## Exercises" in _src(c)),
+                 len(nb["cells"]))  # fmt: skip
+    return nb["cells"][start:]
+
+
+def _prompts(cells) -> list[str]:
+    """Exercise prompts: numbered items ("1. ...") outside solution boxes."""
+    text = build._SOLUTION.sub("", "\n".join(_src(c) for c in cells if c["cell_type"] == "markdown"))
+    return re.findall(r"^(\d+)\. ", text, re.MULTILINE)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_exercise_code_is_tagged_as_a_solution(path):
+    """A code cell in the exercises section answers an exercise (its output is the answer), so it must carry
+    the ``solution`` tag that the student edition removes; untagged, students would see the answer."""
+    nb = json.loads(path.read_text())
+    untagged = [_src(c).splitlines()[0][:60] for c in _exercise_cells(nb)
+                if c["cell_type"] == "code" and "solution" not in c["metadata"].get("tags", [])]  # fmt: skip
+    assert not untagged, f"{path.name}: exercise code cells without the 'solution' tag: {untagged}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_student_edition_keeps_the_exercises_and_drops_the_solutions(path):
+    nb = json.loads(path.read_text())
+    before = _exercise_cells(nb)
+    boxes = sum(len(build._SOLUTION.findall(_src(c))) for c in nb["cells"] if c["cell_type"] == "markdown")
+    tagged = sum("solution" in c["metadata"].get("tags", []) for c in nb["cells"])
+    stripped, removed = build.strip_solutions(nb)
+    assert removed == boxes + tagged
+    if before:
+        assert boxes >= 1, f"{path.name}: exercises without a single solution box"
+    after = _exercise_cells(stripped)
+    assert _prompts(after) == _prompts(before) and len(_prompts(before)) >= (1 if before else 0)
+    text = "\n".join(_src(c) for c in stripped["cells"])
+    assert "{admonition} Solution" not in text
+    assert not any("solution" in c["metadata"].get("tags", []) for c in stripped["cells"])
+    assert not any(c["cell_type"] == "code" for c in after), "a code cell survived in the student's exercises"
+    assert len(stripped["cells"]) < len(nb["cells"]) or not tagged
+
+
+def test_strip_solutions_on_a_small_notebook():
+    """The rule itself, on cells written here: a box is cut out of its cell, the rest of the cell stays."""
+    md = lambda s, tags=(): {"cell_type": "markdown", "metadata": {"tags": list(tags)}, "source": s}
+    code = lambda s, tags=(): {"cell_type": "code", "metadata": {"tags": list(tags)}, "source": s, "outputs": []}
+    nb = {"cells": [
+        md("## Exercises\n\n1. Prove it."),
+        md("````{admonition} Solution 1\n:class: dropdown\n\n```python\nx = 1\n```\n````\n2. And this."),
+        code("print('answer')", ["hide-input", "solution"]),
+        md(":::{admonition} Solution 2\nBecause.\n:::\n"),
+        code("print('kept')"),
+    ]}  # fmt: skip
+    out, removed = build.strip_solutions(nb)
+    assert removed == 3
+    assert [_src(c) for c in out["cells"]] == ["## Exercises\n\n1. Prove it.", "2. And this.", "print('kept')"]
