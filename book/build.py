@@ -7,7 +7,7 @@
 
 The student edition drops every solution before building: markdown cells holding a
 ``{admonition} Solution`` block (the block is cut out; the rest of the cell stays) and code cells
-tagged ``solution``. It is built from the committed notebooks without re-executing them, so it
+tagged ``solution``; it leaves out the instructors' page too. It is built from the committed notebooks without re-executing them, so it
 shows the same results as the published book, minus the answers. Warnings are errors in every
 variant (``-W``).
 """
@@ -58,6 +58,21 @@ def _config(src: Path, execute: str) -> None:
     (src / "_config.yml").write_text(cfg)
 
 
+# pages the student edition leaves out: the instructors' page says how the edition is made and works
+# one of ltkd.exercises' checks through to its answer
+INSTRUCTOR_ONLY = ("instructors",)
+
+
+def _drop_from_toc(src: Path, pages: tuple[str, ...]) -> None:
+    toc = src / "_toc.yml"
+    text = toc.read_text()
+    for page in pages:
+        text, n = re.subn(rf"^[ \t]*- file: {re.escape(page)}[ \t]*\n", "", text, flags=re.MULTILINE)
+        if n != 1:
+            raise SystemExit(f"build.py: expected one '- file: {page}' entry in {toc}, found {n}")
+    toc.write_text(text)
+
+
 def prepare(dest: Path, student: bool, execute: str) -> Path:
     """Copy the book's sources (and the notebooks, stripped for students) into ``dest``."""
     if dest.exists():
@@ -66,7 +81,11 @@ def prepare(dest: Path, student: bool, execute: str) -> Path:
     for p in BOOK.iterdir():
         if p.name.startswith("_build") or p.name in ("notebooks", "build.py", "__pycache__"):
             continue
+        if student and p.suffix == ".md" and p.stem in INSTRUCTOR_ONLY:
+            continue
         (shutil.copytree if p.is_dir() else shutil.copy2)(p, dest / p.name)
+    if student:
+        _drop_from_toc(dest, INSTRUCTOR_ONLY)
     (dest / "notebooks").mkdir()
     total = 0
     for nb_path in sorted((ROOT / "notebooks").glob("*.ipynb")):
@@ -91,6 +110,8 @@ def build(student: bool = False, execute: str = "off", out: Path | None = None) 
     """Build a variant; return the folder holding ``index.html``."""
     name = "_build_student" if student else ("_build_noexec" if execute == "off" else "_build_exec")
     out = out or BOOK / name
+    if student and (out / "_build").exists():  # a clean build: no page of an earlier build may stay behind
+        shutil.rmtree(out / "_build")
     src = prepare(out / "src", student, execute)
     cmd = ["jupyter-book", "build", str(src), "--path-output", str(out), "-W", "-n", "--keep-going"]
     print("$", " ".join(cmd), flush=True)

@@ -75,3 +75,20 @@ def test_strip_solutions_on_a_small_notebook():
     out, removed = build.strip_solutions(nb)
     assert removed == 3
     assert [_src(c) for c in out["cells"]] == ["## Exercises\n\n1. Prove it.", "2. And this.", "print('kept')"]
+
+
+def test_student_sources_leave_out_the_instructors_page_and_every_solution(tmp_path):
+    """What `python book/build.py --student` hands to Jupyter Book (the build itself is the browser test's
+    and CI's business; this checks the copied sources)."""
+    src = build.prepare(tmp_path / "src", student=True, execute="off")
+    assert not (src / "instructors.md").exists() and (src / "intro.md").is_file()
+    toc = (src / "_toc.yml").read_text()
+    assert "file: instructors" not in toc and "file: notation" in toc
+    assert "execute_notebooks: off" in (src / "_config.yml").read_text()
+    for path in NOTEBOOKS:
+        nb = json.loads((src / "notebooks" / path.name).read_text())
+        text = "\n".join(_src(c) for c in nb["cells"])
+        assert "{admonition} Solution" not in text, path.name
+        assert not any("solution" in c["metadata"].get("tags", []) for c in nb["cells"]), path.name
+    full = build.prepare(tmp_path / "full", student=False, execute="off")
+    assert (full / "instructors.md").is_file() and "file: instructors" in (full / "_toc.yml").read_text()
