@@ -92,3 +92,17 @@ def test_student_sources_leave_out_the_instructors_page_and_every_solution(tmp_p
         assert not any("solution" in c["metadata"].get("tags", []) for c in nb["cells"]), path.name
     full = build.prepare(tmp_path / "full", student=False, execute="off")
     assert (full / "instructors.md").is_file() and "file: instructors" in (full / "_toc.yml").read_text()
+
+
+def test_python_in_the_text_compiles():
+    """Code that the prose shows (```python blocks, mostly in solution boxes) is not executed by nbval;
+    it must at least be valid Python."""
+    pages = [(p.name, [_src(c) for c in json.loads(p.read_text())["cells"] if c["cell_type"] == "markdown"])
+             for p in NOTEBOOKS] + [(p.name, [p.read_text()]) for p in sorted((ROOT / "book").glob("*.md"))]  # fmt: skip
+    blocks = 0
+    for name, texts in pages:
+        for text in texts:
+            for m in re.finditer(r"^(`{3,})python\n(.*?)^\1", text, re.MULTILINE | re.DOTALL):
+                blocks += 1
+                compile(m.group(2), f"{name} (a python block)", "exec")
+    assert blocks >= 5  # the chapters' solutions and the instructors' page show code
