@@ -7,9 +7,9 @@
 
 The student edition drops every solution before building: markdown cells holding a
 ``{admonition} Solution`` block (the block is cut out; the rest of the cell stays) and code cells
-tagged ``solution``; it leaves out the instructors' page too. It is built from the committed notebooks without re-executing them, so it
-shows the same results as the published book, minus the answers. Warnings are errors in every
-variant (``-W``).
+tagged ``solution``; it leaves out the instructors' page too. It is built from the committed
+notebooks without re-executing them, so it shows the same results as the published book, minus the
+answers. Warnings are errors in every variant (``-W``).
 """
 
 from __future__ import annotations

@@ -337,7 +337,7 @@ def _load_imagefolder(path: str | os.PathLike, size: int | None = None) -> tuple
         except (OSError, tarfile.TarError) as e:
             raise LtkdError(f"{root}: cannot read images ({type(e).__name__}: {e})") from e
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")  # processes decoding side by side (pytest -n 2) each write their own
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")  # per process: two jobs may decode the same folder
         np.savez(tmp, xtr=xtr, ytr=ytr, xte=xte, yte=yte, classes=np.array(classes))
         os.replace(tmp, cache)
     pad = max(1, xtr.shape[2] // 8)
