@@ -35,11 +35,16 @@ def _prompts(cells) -> list[str]:
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_exercise_code_is_tagged_as_a_solution(path):
     """A code cell in the exercises section answers an exercise (its output is the answer), so it must carry
-    the ``solution`` tag that the student edition removes; untagged, students would see the answer."""
+    the ``solution`` tag that the student edition removes; untagged, students would see the answer. In the
+    published book it is folded whole (``hide-cell``): ``hide-input`` would still print the answer."""
     nb = json.loads(path.read_text())
     untagged = [_src(c).splitlines()[0][:60] for c in _exercise_cells(nb)
                 if c["cell_type"] == "code" and "solution" not in c["metadata"].get("tags", [])]  # fmt: skip
     assert not untagged, f"{path.name}: exercise code cells without the 'solution' tag: {untagged}"
+    # ... and in the published book it stays folded, output included, like the Solution boxes
+    shown = [_src(c).splitlines()[0][:60] for c in _exercise_cells(nb) if c["cell_type"] == "code"
+             and not {"hide-cell", "remove-cell"} & set(c["metadata"].get("tags", []))]  # fmt: skip
+    assert not shown, f"{path.name}: exercise code cells shown unfolded in the published book: {shown}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
