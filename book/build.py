@@ -7,7 +7,8 @@
 
 The student edition drops every solution before building: markdown cells holding a
 ``{admonition} Solution`` block (the block is cut out; the rest of the cell stays) and code cells
-tagged ``solution``; it leaves out the instructors' page too. It is built from the committed
+tagged ``solution``; it leaves out the instructors' page, the "Open in Colab" badges and the launch
+buttons too (they open the repository's notebooks, solutions included). It is built from the committed
 notebooks without re-executing them, so it shows the same results as the published book, minus the
 answers. Warnings are errors in every variant (``-W``).
 """
@@ -52,10 +53,32 @@ def strip_solutions(nb: dict) -> tuple[dict, int]:
     return {**nb, "cells": cells}, removed
 
 
-def _config(src: Path, execute: str) -> None:
+# the chapters' "Open in Colab" badge: it opens the repository's notebook, solutions included
+_COLAB_BADGE = re.compile(r"^\[!\[Open In Colab\]\([^)]*\)\]\([^)]*\)[ \t]*\n*", re.MULTILINE)
+
+
+def _config(src: Path, execute: str, student: bool = False) -> None:
     cfg = (src / "_config.yml").read_text()
     cfg = re.sub(r"execute_notebooks:\s*\S+", f"execute_notebooks: {execute}", cfg)
+    if student:  # no launch buttons: they too open the repository's notebooks, solutions included
+        cfg, n = re.subn(r"^([ \t]+(?:binderhub_url|colab_url):).*$", r'\1 ""', cfg, flags=re.MULTILINE)
+        if n != 2:
+            raise SystemExit(f"build.py: expected binderhub_url and colab_url in {src / '_config.yml'}, found {n}")
     (src / "_config.yml").write_text(cfg)
+
+
+def strip_launch_badges(nb: dict) -> tuple[dict, int]:
+    """Return the notebook without its "Open in Colab" badge, and how many were removed."""
+    cells, removed = [], 0
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "markdown":
+            src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+            new, n = _COLAB_BADGE.subn("", src)
+            if n:
+                removed += n
+                cell = {**cell, "source": new}
+        cells.append(cell)
+    return {**nb, "cells": cells}, removed
 
 
 # pages the student edition leaves out: the instructors' page says how the edition is made and works
@@ -93,6 +116,7 @@ def prepare(dest: Path, student: bool, execute: str) -> Path:
         nb.setdefault("metadata", {}).setdefault("language_info", {"name": "python"})
         if student:
             nb, n = strip_solutions(nb)
+            nb, _ = strip_launch_badges(nb)
             total += n
         (dest / "notebooks" / nb_path.name).write_text(json.dumps(nb, indent=1))
     for extra in (ROOT / "notebooks").iterdir():  # data files a chapter reads, if any
@@ -100,7 +124,7 @@ def prepare(dest: Path, student: bool, execute: str) -> Path:
             shutil.copy2(extra, dest / "notebooks" / extra.name)
     # chapters read result files as ../benchmarks/results/...: give the copy the same neighbour
     (dest / "benchmarks").symlink_to(ROOT / "benchmarks", target_is_directory=True)
-    _config(dest, execute)
+    _config(dest, execute, student)
     if student:
         print(f"student edition: removed {total} solution(s)")
     return dest

@@ -89,14 +89,21 @@ def test_student_sources_leave_out_the_instructors_page_and_every_solution(tmp_p
     assert not (src / "instructors.md").exists() and (src / "intro.md").is_file()
     toc = (src / "_toc.yml").read_text()
     assert "file: instructors" not in toc and "file: notation" in toc
-    assert "execute_notebooks: off" in (src / "_config.yml").read_text()
+    cfg = (src / "_config.yml").read_text()
+    assert "execute_notebooks: off" in cfg
+    # no way from the student edition to the repository's notebooks, which hold the solutions
+    assert 'colab_url: ""' in cfg and 'binderhub_url: ""' in cfg
     for path in NOTEBOOKS:
+        assert "colab.research.google.com" in path.read_text(), path.name  # the published chapter has its badge
         nb = json.loads((src / "notebooks" / path.name).read_text())
         text = "\n".join(_src(c) for c in nb["cells"])
+        assert "colab.research.google.com" not in text and text.startswith("# Chapter"), path.name
         assert "{admonition} Solution" not in text, path.name
         assert not any("solution" in c["metadata"].get("tags", []) for c in nb["cells"]), path.name
     full = build.prepare(tmp_path / "full", student=False, execute="off")
     assert (full / "instructors.md").is_file() and "file: instructors" in (full / "_toc.yml").read_text()
+    assert "colab_url: https://colab.research.google.com" in (full / "_config.yml").read_text()
+    assert "colab.research.google.com" in (full / "notebooks" / NOTEBOOKS[0].name).read_text()
 
 
 def test_python_in_the_text_compiles():
