@@ -12,8 +12,10 @@ Launch, e.g. on two GPUs (or two CPU processes with the gloo backend)::
     torchrun --nproc_per_node 2 -m ltkd.cli train --method ce --dataset cifar10 --profile paper
 
 :func:`ltkd.train.fit` calls :func:`init_from_env` itself, so any script that trains through the
-engine runs under ``torchrun`` unchanged. BatchNorm statistics stay per process (plain DDP, as the
-papers' multi-GPU code does).
+engine runs under ``torchrun`` unchanged. BatchNorm statistics stay per process during an epoch (plain DDP, as the
+papers' multi-GPU code does); at each epoch's end every rank takes rank 0's, so all ranks hold the
+model rank 0 saves, and evaluation splits the test set over the ranks
+(``ltkd.train.predict(..., distributed=True)``) instead of repeating it on each.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ import torch.distributed as dist
 from .data import ClassSampler
 from .errors import LtkdError
 
-__all__ = ["init_from_env", "is_initialized", "world_size", "rank", "is_main", "ShardedSampler", "all_reduce_sum"]
+__all__ = ["init_from_env", "is_initialized", "world_size", "rank", "is_main", "ShardedSampler", "all_reduce_sum",
+           "broadcast_buffers"]
 
 
 def is_initialized() -> bool:
@@ -94,3 +97,13 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     if world_size() > 1:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t
+
+
+def broadcast_buffers(module: torch.nn.Module) -> None:
+    """Copy rank 0's buffers (BatchNorm running statistics) to every rank (no-op in a single process).
+
+    DDP keeps parameters in step, but each rank updates its running statistics on its own shard;
+    after this, every rank holds exactly rank 0's model."""
+    if world_size() > 1:
+        for b in module.buffers():
+            dist.broadcast(b.data, src=0)

@@ -99,7 +99,7 @@ def _test_hook(model: nn.Module, test: ImageData, train_counts, device, every: i
         if epoch % every and epoch != epochs:
             return
         t0 = time.perf_counter()
-        rep = evaluate(model, test, train_counts, device)
+        rep = evaluate(model, test, train_counts, device, distributed=True)
         row.update(test_acc=rep["overall"], test_head=rep["head"], test_middle=rep["middle"], test_tail=rep["tail"],
                    test_seconds=round(time.perf_counter() - t0, 3))  # fmt: skip
 
@@ -120,9 +120,10 @@ def best_evaluated(logs: list[dict]) -> dict | None:
             "middle": b.get("test_middle"), "tail": b.get("test_tail"), "evaluated_epochs": len(rows)}  # fmt: skip
 
 
-def evaluate(model: nn.Module, test: ImageData, train_counts, device=None) -> dict:
-    """Accuracy report of ``model`` on ``test`` with groups from ``train_counts``."""
-    logits = predict(model, test, device)
+def evaluate(model: nn.Module, test: ImageData, train_counts, device=None, distributed: bool = False) -> dict:
+    """Accuracy report of ``model`` on ``test`` with groups from ``train_counts``.
+    ``distributed=True`` under ``torchrun``: the ranks share the test set (see :func:`ltkd.train.predict`)."""
+    logits = predict(model, test, device, distributed=distributed)
     return accuracy_report(logits, test.labels, train_counts)
 
 
@@ -198,7 +199,7 @@ def run(
     logs = run_stages(recipe, net, train, prof, seed=seed, device=dev, options=options, skip=skip,
                       progress=progress, checkpoint_dir=outdir / "checkpoints" if outdir else None,
                       test=test, eval_every=eval_every)  # fmt: skip
-    report = evaluate(net, test, train.counts, dev)
+    report = evaluate(net, test, train.counts, dev, distributed=True)  # under torchrun: shared by the ranks
     metrics = {
         **report,
         "train_counts": [int(c) for c in train.counts],

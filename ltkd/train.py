@@ -338,7 +338,8 @@ def fit(
       cuDNN autotuning and a fused SGD step on CUDA.
     * Under ``torchrun`` (``WORLD_SIZE`` > 1) the step runs in DistributedDataParallel: each rank
       trains on a disjoint shard of every epoch's indices with batch ``batch_size / WORLD_SIZE``;
-      the logged metrics are summed over ranks; rank 0 writes checkpoints (:mod:`ltkd.distributed`).
+      the logged metrics are summed over ranks; rank 0 writes checkpoints; at each epoch's end every
+      rank takes rank 0's BatchNorm statistics, so all ranks hold one model (:mod:`ltkd.distributed`).
     """
     if config.epochs <= 0:
         raise LtkdError(f"epochs must be positive, got {config.epochs}")
@@ -464,6 +465,8 @@ def fit(
                        seconds=time.perf_counter() - t0)  # fmt: skip
             if resumed:
                 row["resumed"], resumed = True, False
+            if world > 1:  # every rank takes rank 0's running statistics: the model it saves and evaluates
+                D.broadcast_buffers(model)
             history.append(row)
             bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['train_acc']:.3f}")
             bar.update(1)
@@ -485,28 +488,46 @@ def fit(
 
 
 @torch.no_grad()
-def _batches(fn, model: nn.Module, data: ImageData, device=None, batch_size: int | None = None):
+def _batches(fn, model: nn.Module, data: ImageData, device=None, batch_size: int | None = None,
+             distributed: bool = False) -> torch.Tensor:  # fmt: skip
+    from . import distributed as D
+
     dev = get_device(device) if not isinstance(device, torch.device) else device
     if batch_size is None:  # large batches where memory is plentiful and launches are the cost
         batch_size = 4096 if dev.type == "cuda" else 1024
+    n, part = len(data), data
+    world = D.world_size() if distributed and n >= D.world_size() else 1  # (same n on every rank)
+    if world > 1:  # this rank's rows rank, rank + W, ...; the others come from the all-reduce below
+        part = data.subset(range(D.rank(), n, world))
     model.to(dev)
     was = model.training
     model.eval()
-    loader = TensorLoader(data, batch_size, train=False, device=dev, channels_last=use_channels_last(dev))
-    out = [fn(model, x).float().cpu() for x, _, _ in loader]
+    loader = TensorLoader(part, batch_size, train=False, device=dev, channels_last=use_channels_last(dev))
+    out = [fn(model, x).float() for x, _, _ in loader]
     model.train(was)
-    return torch.cat(out) if out else torch.empty(0)
+    if world == 1:
+        return torch.cat(out).cpu() if out else torch.empty(0)
+    mine = torch.cat(out)
+    full = torch.zeros((n, *mine.shape[1:]), device=mine.device)  # on the device: NCCL reduces only CUDA tensors
+    full[D.rank() :: world] = mine
+    return D.all_reduce_sum(full).cpu()  # every row is one rank's, the others add zeros
 
 
-def predict(model: nn.Module, data: ImageData, device=None, batch_size: int | None = None) -> torch.Tensor:
+def predict(model: nn.Module, data: ImageData, device=None, batch_size: int | None = None,
+            distributed: bool = False) -> torch.Tensor:  # fmt: skip
     """Logits for every image of ``data`` (in order), on the CPU; no augmentation.
-    Batches of ``batch_size`` (default 4,096 on CUDA, 1,024 elsewhere)."""
-    return _batches(lambda m, x: m(x), model, data, device, batch_size)
+    Batches of ``batch_size`` (default 4,096 on CUDA, 1,024 elsewhere).
+
+    ``distributed=True`` under ``torchrun``: each rank computes every W-th image and all ranks get the
+    whole result (a collective: every rank must call it, with the same model, as :func:`fit` leaves them)."""
+    return _batches(lambda m, x: m(x), model, data, device, batch_size, distributed)
 
 
-def embeddings(model: nn.Module, data: ImageData, device=None, batch_size: int | None = None) -> torch.Tensor:
-    """Pooled penultimate embeddings (``model.embed``) of every image, on the CPU."""
-    return _batches(lambda m, x: m.embed(x), model, data, device, batch_size)
+def embeddings(model: nn.Module, data: ImageData, device=None, batch_size: int | None = None,
+               distributed: bool = False) -> torch.Tensor:  # fmt: skip
+    """Pooled penultimate embeddings (``model.embed``) of every image, on the CPU (``distributed``: as in
+    :func:`predict`)."""
+    return _batches(lambda m, x: m.embed(x), model, data, device, batch_size, distributed)
 
 
 def soft_targets(model: nn.Module, data: ImageData, device=None, temperature: float = 1.0) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 
@@ -14,8 +15,9 @@ from torch import nn
 
 from ltkd.data import ClassSampler, load
 from ltkd.distributed import ShardedSampler
+from ltkd.experiment import run
 from ltkd.profiles import TrainConfig
-from ltkd.train import LossObjective, fit
+from ltkd.train import LossObjective, fit, predict
 
 pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch built without torch.distributed")
 
@@ -69,7 +71,16 @@ def _worker(rank: int, world: int, port: int, outdir: str) -> None:
         cfg = TrainConfig(epochs=3, batch_size=32, lr=0.05, warmup_epochs=0)
         hist = fit(model, LossObjective(F.cross_entropy), _data().subset(range(0, 320, 2)), cfg, device="cpu",
                    seed=1)  # fmt: skip
-        out["resnet"] = {"params": {k: v.detach().clone() for k, v in model.named_parameters()}, "history": hist}
+        out["resnet"] = {"params": {k: v.detach().clone() for k, v in model.named_parameters()}, "history": hist,
+                         "buffers": {k: v.detach().clone() for k, v in model.named_buffers()}}  # fmt: skip
+        # evaluation shared by the ranks (101 images: shards of 51 and 50) against this rank's own full pass
+        test = load("digits")[1].subset(range(101))
+        out["resnet"]["own_logits"] = predict(model, test, device="cpu")
+        out["resnet"]["shared_logits"] = predict(model, test, device="cpu", distributed=True)
+        # the whole experiment: test curve every epoch, a two-stage recipe, rank 0 alone writes the results
+        metrics, _ = run(method="crt", dataset="digits", model="resnet8", epochs=2, profile="quick", seed=0,
+                         out=os.path.join(outdir, "run"), device="cpu", progress=False, eval_every=1)  # fmt: skip
+        out["run"] = metrics
         torch.save(out, os.path.join(outdir, f"rank{rank}.pt"))
     finally:
         if dist.is_initialized():
@@ -78,10 +89,12 @@ def _worker(rank: int, world: int, port: int, outdir: str) -> None:
 
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory) -> list[dict]:
-    """Both scenarios in one launch of 2 processes (process start-up dominates the cost)."""
+    """All scenarios in one launch of 2 processes (process start-up dominates the cost)."""
     tmp = tmp_path_factory.mktemp("ddp")
     mp.spawn(_worker, args=(2, _free_port(), str(tmp)), nprocs=2, join=True)
-    return [torch.load(tmp / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    out = [torch.load(tmp / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    out[0]["outdir"] = tmp / "run"
+    return out
 
 
 def test_sharded_sampler_splits_an_epoch_disjointly():
@@ -115,3 +128,33 @@ def test_ddp_resnet_ranks_stay_identical_and_learn(ranks):
         torch.testing.assert_close(r0["params"][k], r1["params"][k], rtol=0, atol=0)
     assert r0["history"] == [dict(h, seconds=a["seconds"]) for h, a in zip(r1["history"], r0["history"])]
     assert r0["history"][-1]["loss"] < r0["history"][0]["loss"]
+
+
+def test_ddp_ranks_end_with_rank_0s_batchnorm_statistics(ranks):
+    """DDP keeps the parameters in step, not the running statistics (each rank sees its own shard);
+    fit hands every rank rank 0's, so all ranks hold the model rank 0 saves."""
+    r0, r1 = (r["resnet"] for r in ranks)
+    assert any("running_mean" in k for k in r0["buffers"])
+    for k in r0["buffers"]:
+        torch.testing.assert_close(r0["buffers"][k], r1["buffers"][k], rtol=0, atol=0)
+
+
+def test_shared_evaluation_equals_a_full_pass_on_every_rank(ranks):
+    r0, r1 = (r["resnet"] for r in ranks)
+    assert r0["shared_logits"].shape == (101, 10)
+    torch.testing.assert_close(r0["own_logits"], r1["own_logits"])  # one model on both ranks
+    for r in (r0, r1):  # every row computed by one rank, all rows on every rank
+        torch.testing.assert_close(r["shared_logits"], r0["own_logits"], rtol=1e-5, atol=1e-5)
+
+
+def test_experiment_under_ddp_agrees_on_every_rank_and_rank_0_writes(ranks):
+    m0, m1 = (r["run"] for r in ranks)
+    assert m0["overall"] == m1["overall"] and m0["per_class"] == m1["per_class"]
+    curve = [(r["stage"], r["epoch"], r["test_acc"]) for r in m0["history"]]
+    assert [c[:2] for c in curve] == [("stage1", 1), ("stage1", 2)] + [("crt", e) for e in range(1, len(curve) - 1)]
+    assert len(curve) > 3 and all(0 <= c[2] <= 1 for c in curve)  # every epoch tested (eval_every=1)
+    assert curve == [(r["stage"], r["epoch"], r["test_acc"]) for r in m1["history"]]
+    assert abs(curve[-1][2] - m0["overall"]) < 1e-9  # the last evaluated epoch is the final model
+    written = json.loads((ranks[0]["outdir"] / "metrics.json").read_text())
+    assert written["overall"] == m0["overall"]
+    assert not list((ranks[0]["outdir"] / "checkpoints").glob("*.ckpt"))
