@@ -85,6 +85,19 @@ def strip_launch_badges(nb: dict) -> tuple[dict, int]:
 # one of ltkd.exercises' checks through to its answer
 INSTRUCTOR_ONLY = ("instructors",)
 
+# In a book page, text only one edition shows: the full edition's between
+# <!-- full-edition --> and <!-- /full-edition -->, the student edition's inside
+# <!-- student-edition ... --> (an HTML comment, so the full edition does not show it).
+_FULL_ONLY = re.compile(r"<!-- full-edition -->\n?.*?<!-- /full-edition -->\n?", re.DOTALL)
+_STUDENT_ONLY = re.compile(r"<!-- student-edition\n(.*?)-->\n?", re.DOTALL)
+
+
+def edition_text(text: str, student: bool) -> str:
+    """A page's text for one edition (see the markers above)."""
+    if not student:
+        return text
+    return _STUDENT_ONLY.sub(lambda m: m.group(1), _FULL_ONLY.sub("", text))
+
 
 def _drop_from_toc(src: Path, pages: tuple[str, ...]) -> None:
     toc = src / "_toc.yml"
@@ -106,7 +119,10 @@ def prepare(dest: Path, student: bool, execute: str) -> Path:
             continue
         if student and p.suffix == ".md" and p.stem in INSTRUCTOR_ONLY:
             continue
-        (shutil.copytree if p.is_dir() else shutil.copy2)(p, dest / p.name)
+        if p.suffix == ".md":
+            (dest / p.name).write_text(edition_text(p.read_text(), student))
+        else:
+            (shutil.copytree if p.is_dir() else shutil.copy2)(p, dest / p.name)
     if student:
         _drop_from_toc(dest, INSTRUCTOR_ONLY)
     (dest / "notebooks").mkdir()

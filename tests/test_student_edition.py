@@ -100,7 +100,10 @@ def test_student_sources_leave_out_the_instructors_page_and_every_solution(tmp_p
         assert "colab.research.google.com" not in text and text.startswith("# Chapter"), path.name
         assert "{admonition} Solution" not in text, path.name
         assert not any("solution" in c["metadata"].get("tags", []) for c in nb["cells"]), path.name
+    intro = (src / "intro.md").read_text()
+    assert "Open in Colab" not in intro and "Upload the chapter's notebook" in intro and "edition" not in intro
     full = build.prepare(tmp_path / "full", student=False, execute="off")
+    assert "*Open in Colab* badge" in (full / "intro.md").read_text()
     assert (full / "instructors.md").is_file() and "file: instructors" in (full / "_toc.yml").read_text()
     assert "colab_url: https://colab.research.google.com" in (full / "_config.yml").read_text()
     assert "colab.research.google.com" in (full / "notebooks" / NOTEBOOKS[0].name).read_text()
@@ -118,3 +121,10 @@ def test_python_in_the_text_compiles():
                 blocks += 1
                 compile(m.group(2), f"{name} (a python block)", "exec")
     assert blocks >= 5  # the chapters' solutions and the instructors' page show code
+
+
+def test_edition_blocks_in_a_page():
+    page = ("Both.\n<!-- full-edition -->\nFull only.\n<!-- /full-edition -->\n"
+            "<!-- student-edition\nStudents only.\n-->\nBoth again.\n")  # fmt: skip
+    assert build.edition_text(page, student=False) == page  # the student block is an HTML comment there
+    assert build.edition_text(page, student=True) == "Both.\nStudents only.\nBoth again.\n"
