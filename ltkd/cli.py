@@ -104,6 +104,10 @@ def cmd_train(args) -> int:
         epochs=args.epochs, seed=args.seed, profile=args.profile, out=args.out, device=args.device,
         options=_options(args), lt_profile=args.lt_profile, eval_every=args.eval_every,
     )  # fmt: skip
+    from .distributed import is_main
+
+    if not is_main():  # under torchrun: rank 0 writes and reports
+        return 0
     if args.json:
         print(json.dumps({k: v for k, v in metrics.items() if k != "history"}, indent=2))
     else:

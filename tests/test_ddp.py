@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import socket
@@ -13,6 +15,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch import nn
 
+from ltkd.cli import main as cli_main
 from ltkd.data import ClassSampler, load
 from ltkd.distributed import ShardedSampler
 from ltkd.experiment import run
@@ -81,6 +84,9 @@ def _worker(rank: int, world: int, port: int, outdir: str) -> None:
         metrics, _ = run(method="crt", dataset="digits", model="resnet8", epochs=2, profile="quick", seed=0,
                          out=os.path.join(outdir, "run"), device="cpu", progress=False, eval_every=1)  # fmt: skip
         out["run"] = metrics
+        with contextlib.redirect_stdout(io.StringIO()) as printed:  # the command line: rank 0 reports
+            rc = cli_main(["train", "--epochs", "1", "--out", os.path.join(outdir, "cli"), "--device", "cpu"])
+        out["cli"] = (rc, printed.getvalue())
         torch.save(out, os.path.join(outdir, f"rank{rank}.pt"))
     finally:
         if dist.is_initialized():
@@ -158,3 +164,10 @@ def test_experiment_under_ddp_agrees_on_every_rank_and_rank_0_writes(ranks):
     written = json.loads((ranks[0]["outdir"] / "metrics.json").read_text())
     assert written["overall"] == m0["overall"]
     assert not list((ranks[0]["outdir"] / "checkpoints").glob("*.ckpt"))
+
+
+def test_command_line_under_ddp_reports_once(ranks):
+    (rc0, out0), (rc1, out1) = ranks[0]["cli"], ranks[1]["cli"]
+    assert rc0 == rc1 == 0
+    assert "wrote" in out0 and "overall" in out0
+    assert out1 == ""  # rank 1 trained too (the all-reduces need it) but prints nothing and writes nothing

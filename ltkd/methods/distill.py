@@ -374,6 +374,10 @@ def cmd_distill(args) -> int:
     metrics, _ = run(method=args.method, dataset=args.dataset, imbalance=args.imbalance, model=args.student,
                      epochs=args.epochs, seed=args.seed, profile=prof, out=out, device=args.device,
                      options=opts, lt_profile=args.lt_profile, data=(train, test), eval_every=args.eval_every)  # fmt: skip
+    from ..distributed import is_main
+
+    if not is_main():  # under torchrun: rank 0 writes and reports
+        return 0
     arch = args.teacher if not Path(args.teacher).is_file() else _arch_of(args.teacher)
     metrics["teacher"] = {"model": arch, **t_rep}
     tmp = out / "metrics.json.tmp"
