@@ -7,6 +7,7 @@ whole method in one line, and :func:`run_stages` when they already hold a stage-
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 import platform
@@ -21,7 +22,7 @@ from torch import nn
 from .data import ImageData, load, long_tail
 from .distributed import is_main
 from .errors import LtkdError
-from .methods import OPTIONS, Context, Recipe, get_method
+from .methods import OPTIONS, Context, Recipe, get_method, stage_config
 from .metrics import accuracy_report, count_flops, count_params
 from .models import MODELS, build_model, set_head
 from .profiles import Profile, get_profile
@@ -76,7 +77,7 @@ def run_stages(
     for i, stage in enumerate(recipe.stages):
         if i < skip:
             continue
-        cfg = getattr(profile, stage.config)
+        cfg = stage_config(profile, stage)
         if stage.head is not None:
             set_head(model, stage.head)
         sampler = stage.sampler(ctx) if callable(stage.sampler) else stage.sampler
@@ -211,7 +212,8 @@ def run(
         "seed": seed,
         "profile": prof.name,
         "epochs": prof.stage1.epochs,
-        "stage_epochs": {s.name: getattr(prof, s.config).epochs for s in recipe.stages},
+        "stage_epochs": {s.name: stage_config(prof, s).epochs for s in recipe.stages},
+        "stage_configs": {s.name: dataclasses.asdict(stage_config(prof, s)) for s in recipe.stages},
         "params": count_params(net),
         "flops": count_flops(net, tuple(train.images.shape[1:])),
         "flops_convention": "one multiply-add = 2 FLOPs, one image, forward pass",

@@ -92,3 +92,38 @@ def test_la_trains_on_digits():
 
     m, _ = run("la", "digits", 20, epochs=2)
     assert m["overall"] > 0.2 and m["method"] == "la"
+
+
+def test_ldam_drw_steps_its_learning_rate_by_100_in_the_paper_schedule():
+    """LDAM-DRW's recipe: lr ×0.01 at epoch 160 and ×0.0001 at 180; the paper profile steps ×0.1 for the others."""
+    from ltkd.methods import get_method, stage_config
+    from ltkd.profiles import get_profile
+    from ltkd.train import _scheduler
+
+    paper = get_profile("paper")
+
+    def lr_at(method: str, epoch: int) -> float:
+        cfg = stage_config(paper, get_method(method).stages[0])
+        opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=cfg.lr)
+        sched = _scheduler(opt, cfg, steps_per_epoch=1)
+        for _ in range(epoch):
+            opt.step()
+            sched.step()
+        return opt.param_groups[0]["lr"]
+
+    assert lr_at("ldam-drw", 150) == pytest.approx(0.1)
+    assert lr_at("ldam-drw", 170) == pytest.approx(1e-3)
+    assert lr_at("ldam-drw", 190) == pytest.approx(1e-5)
+    assert lr_at("ce", 170) == pytest.approx(1e-2) and lr_at("ce", 190) == pytest.approx(1e-3)
+    quick = get_profile("quick")  # a cosine schedule: nothing to change
+    assert stage_config(quick, get_method("ldam-drw").stages[0]) == quick.stage1
+
+
+def test_metrics_record_each_stage_s_training_config():
+    from ltkd.experiment import run
+    from ltkd.profiles import get_profile
+
+    m, _ = run("ldam-drw", "digits", 20, epochs=1, profile="quick")
+    cfg = m["stage_configs"]["stage1"]
+    assert cfg["epochs"] == 1 and cfg["schedule"] == "cosine" and tuple(cfg["milestones"]) == ()
+    assert cfg["lr"] == get_profile("quick").stage1.lr

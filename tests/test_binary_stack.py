@@ -133,3 +133,21 @@ def test_engine_trains_a_binary_stacked_net(digits):
                warmup_epochs=0), progress=False)  # fmt: skip
     assert math.isfinite(hist[-1]["loss"])
     assert not torch.equal(before, net.binary_layers()[0].proxy)
+
+
+def test_selection_is_the_exported_index_even_where_the_softmax_ties():
+    """Two selection logits one float apart: the softmax rounds them to one value (and its argmax picks the
+    first), the exported index is the larger logit; the forward pass must use the same one, or a reloaded
+    network computes something else (chapter 8 found this after training)."""
+    a = torch.tensor(0.1)
+    logits = torch.stack([a, torch.nextafter(a, torch.tensor(1.0)), torch.tensor(-0.5)]).view(1, 1, 3)
+    assert torch.softmax(logits, -1)[0, 0, 0] == torch.softmax(logits, -1)[0, 0, 1]  # the tie the test is about
+    layer = bs.BinaryStackConv2d(4, 1, m=3, k=4)
+    with torch.no_grad():
+        layer.select_logits.copy_(logits)
+    assert layer.indices().item() == 1
+    assert layer.selections().argmax(-1).item() == 1
+    again = bs.load_layer(bs.export_layer(layer))
+    x = torch.randn(2, 4, 5, 5)
+    with torch.no_grad():
+        assert torch.equal(again(x), layer(x))

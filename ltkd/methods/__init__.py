@@ -56,6 +56,8 @@ class Stage:
     * ``trainable``: ``"all"`` or ``"head"`` (classifier re-training); ``bn`` as in ``fit``, or
       ``f(ctx) -> str`` where it depends on the profile or the options
     * ``config``: which of the profile's configs to use, ``"stage1"`` or ``"stage2"``
+    * ``adjust``: ``f(TrainConfig) -> TrainConfig``, the method's own change to that config where its
+      published recipe differs (e.g. LDAM-DRW's ×0.01 learning-rate steps); see :func:`stage_config`
     """
 
     objective: Callable[[Context], nn.Module]
@@ -65,6 +67,13 @@ class Stage:
     bn: str | Callable[[Context], str] = "frozen"
     config: str = "stage1"
     name: str = "stage1"
+    adjust: Callable[[Any], Any] | None = None
+
+
+def stage_config(profile, stage: Stage):
+    """The :class:`~ltkd.profiles.TrainConfig` a stage trains with: the profile's, changed by ``stage.adjust``."""
+    cfg = getattr(profile, stage.config)
+    return stage.adjust(cfg) if stage.adjust is not None else cfg
 
 
 @dataclass

@@ -26,7 +26,8 @@ Storage (:func:`layer_storage_bits`): m·d²·k bits for the filter set plus c_o
 of indices, against 32·d²·c_in·c_out for full precision and d²·c_in·c_out for a plain binary
 layer (:func:`compression_ratio`). :func:`export` writes exactly those bits (``numpy.packbits``)
 plus the full-precision rest of the network to an ``.npz`` file; :func:`load` rebuilds the
-network from it with identical outputs. (The formula is derived from the method; the paper's
+network from it with identical outputs (compared in the same memory format: a channels-last copy, as
+training leaves a model, rounds differently). (The formula is derived from the method; the paper's
 tables were not checked.)
 """
 
@@ -97,9 +98,12 @@ def sign_ste(v: torch.Tensor) -> torch.Tensor:
 
 def onehot_ste(logits: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
     """One-hot of the argmax over the last axis in the forward pass; softmax(logits/τ)'s gradient
-    in the backward pass (``hard − soft.detach() + soft``)."""
+    in the backward pass (``hard − soft.detach() + soft``).
+
+    The argmax is the logits', the one :meth:`BinaryStackConv2d.indices` exports: the softmax can round two
+    logits one float apart to the same value and pick the other one."""
     soft = F.softmax(logits / tau, dim=-1)
-    hard = F.one_hot(soft.argmax(-1), logits.shape[-1]).to(soft.dtype)
+    hard = F.one_hot(logits.argmax(-1), logits.shape[-1]).to(soft.dtype)
     return hard - soft.detach() + soft
 
 
