@@ -503,10 +503,11 @@ def _batches(fn, model: nn.Module, data: ImageData, device=None, batch_size: int
     was = model.training
     model.eval()
     loader = TensorLoader(part, batch_size, train=False, device=dev, channels_last=use_channels_last(dev))
-    out = [fn(model, x).float() for x, _, _ in loader]
+    keep = (lambda t: t) if world > 1 else (lambda t: t.cpu())  # one process: to the host batch by batch
+    out = [keep(fn(model, x).float()) for x, _, _ in loader]
     model.train(was)
     if world == 1:
-        return torch.cat(out).cpu() if out else torch.empty(0)
+        return torch.cat(out) if out else torch.empty(0)
     mine = torch.cat(out)
     full = torch.zeros((n, *mine.shape[1:]), device=mine.device)  # on the device: NCCL reduces only CUDA tensors
     full[D.rank() :: world] = mine

@@ -133,6 +133,8 @@ def ldam_drw_objective(ctx: Context) -> LossObjective:
 
 REWEIGHT_STAGE = Stage(objective=reweight_objective, sampler="instance", name="stage1")
 LA_STAGE = Stage(objective=la_objective, sampler="instance", name="stage1")
+
+
 def ldam_drw_schedule(cfg):
     """LDAM-DRW's published step schedule: lr ×0.01 at each milestone (×0.01 at 160, ×0.0001 at 180 of 200),
     where GCL, H2T and the paper profile step ×0.1. A cosine schedule (the quick profile) is left as it is."""

@@ -425,8 +425,9 @@ def add_distill_command(sub) -> None:
     p.add_argument("--epochs", type=_positive_int, default=None, help="student epochs (default: the profile's)")
     p.add_argument("--teacher-epochs", type=_positive_int, default=None, help="epochs when training the teacher")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--profile", default=None, choices=["quick", "paper"], help="default: $LTKD_PROFILE or quick; `paper` is the long-tailed CIFAR recipe (200 epochs, "
-                   "batch 128, lr 0.1), not the KD papers' 240-epoch one")
+    p.add_argument("--profile", default=None, choices=["quick", "paper"],
+                   help="default: $LTKD_PROFILE or quick; `paper` is the long-tailed CIFAR recipe "
+                        "(200 epochs, batch 128, lr 0.1), not the KD papers' 240-epoch one")
     p.add_argument("--device", default=None)
     p.add_argument("--out", default="runs/distill", help="output folder (metrics.json, model.pt, teacher/)")
     p.add_argument("--T", dest="temperature", type=_positive_float, default=None, help="temperature (default 4)")
