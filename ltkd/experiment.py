@@ -87,9 +87,16 @@ def run_stages(
         hook = _test_hook(model, test, train.counts, dev, eval_every, cfg.epochs) if eval_every else None
         hist = fit(model, objective, train, cfg, sampler=sampler, trainable=stage.trainable, bn=bn,
                    device=dev, seed=seed + 1000 * i, progress=progress, desc=f"{recipe.name}:{stage.name}",
-                   checkpoint=ck, on_epoch_end=hook)  # fmt: skip
+                   checkpoint=ck, on_epoch_end=hook, identity=_identity(ctx.options))  # fmt: skip
         logs += [{"stage": stage.name, **row} for row in hist]
     return logs
+
+
+def _identity(options: dict) -> dict:
+    """The method options that identify a run in its checkpoints' fingerprint (simple values; a teacher model is
+    identified by the stage's objective and data, not hashed)."""
+    simple = (bool, int, float, str)
+    return {"options": {k: v for k, v in sorted(options.items()) if isinstance(v, simple) or v is None}}
 
 
 def _test_hook(model: nn.Module, test: ImageData, train_counts, device, every: int, epochs: int):

@@ -39,6 +39,7 @@ __all__ = [
     "seed_everything",
     "LossObjective",
     "fit",
+    "run_fingerprint",
     "predict",
     "embeddings",
     "save_model",
@@ -214,6 +215,57 @@ def _atomic_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def run_fingerprint(model: nn.Module, objective: nn.Module, data: ImageData, config: TrainConfig, *, seed: int,
+                    trainable: str, bn: str, desc: str, identity: dict | None = None) -> dict:  # fmt: skip
+    """What makes a training run this run, as simple values: a checkpoint records it, and ``fit``
+    resumes only a checkpoint whose fingerprint matches (device, threads and memory format may differ)."""
+    import dataclasses
+    import hashlib
+    import json
+
+    shapes = repr(sorted((k, tuple(v.shape)) for k, v in model.state_dict().items()))
+    labels = np.ascontiguousarray(torch.as_tensor(data.labels).cpu().numpy().astype(np.int64))
+    fp = {
+        "run": desc,
+        "objective": type(objective).__qualname__,
+        "model": f"{type(model).__name__} {hashlib.sha1(shapes.encode()).hexdigest()[:12]}",
+        "data": f"{len(data)} images, {data.num_classes} classes, labels {hashlib.sha1(labels.tobytes()).hexdigest()[:12]}",
+        "seed": int(seed),
+        "trainable": trainable,
+        "bn": bn,
+        "config": json.loads(json.dumps(dataclasses.asdict(config))),
+    }
+    if identity:
+        fp.update(json.loads(json.dumps(identity, default=str)))
+    return fp
+
+
+def _fingerprint_mismatch(saved: dict | None, now: dict) -> list[str]:
+    """The fields in which a checkpoint's run differs from this one (none for a checkpoint without a fingerprint,
+    written before ltkd recorded them)."""
+    if not saved:
+        return []
+    out = []
+    for k in sorted(set(saved) | set(now)):
+        a, b = saved.get(k), now.get(k)
+        if k == "config" and isinstance(a, dict) and isinstance(b, dict):
+            out += [f"config.{f}: {a.get(f)!r} in the checkpoint, {b.get(f)!r} now"
+                    for f in sorted(set(a) | set(b)) if a.get(f) != b.get(f)]  # fmt: skip
+        elif a != b:
+            out.append(f"{k}: {a!r} in the checkpoint, {b!r} now")
+    return out
+
+
+def _numpy_rng_state() -> dict:
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
+            "cached": float(cached)}  # fmt: skip
+
+
+def _set_numpy_rng_state(st: dict) -> None:
+    np.random.set_state(("MT19937", st["keys"].numpy().astype(np.uint32), st["pos"], st["has_gauss"], st["cached"]))
+
+
 def save_model(model: nn.Module, path: str | os.PathLike, **meta) -> None:
     """Save a state dict plus the facts needed to rebuild the model (name, classes, channels, head)."""
     _atomic_save({"state_dict": model.state_dict(), **meta}, Path(path))
@@ -319,6 +371,7 @@ def fit(
     channels_last: bool | None = None,
     on_epoch_end: Callable[[int, dict], None] | None = None,
     compile: bool | str | None = None,
+    identity: dict | None = None,
 ) -> list[dict]:
     """Train ``model`` under ``objective`` on ``data``; return one log dict per epoch.
 
@@ -328,7 +381,12 @@ def fit(
       ``bn="frozen"`` (the default for head-only) keeps backbone BatchNorm statistics fixed and
       ``bn="train"`` lets them keep updating (as H2T's published stage 2 does).
     * ``checkpoint``: a file written atomically after every epoch; if it exists when ``fit``
-      starts, training resumes from it (model, optimiser, schedule, RNG state).
+      starts, training resumes from it (model, optimiser, schedule, and every random stream: the
+      batch order, augmentation, NumPy's (mixup λ), torch's CPU and CUDA generators, and an
+      objective's own through its ``rng_state`` / ``set_rng_state``). The checkpoint records the
+      run's fingerprint (:func:`run_fingerprint`: ``desc``, objective, model, data, seed, config, and
+      ``identity``, e.g. the method's options); a checkpoint of a different run raises
+      :class:`~ltkd.errors.LtkdError` instead of being resumed.
     * ``progress``: a bar, one line per epoch (``"log"``) or nothing; ``None`` asks
       ``$LTKD_PROGRESS`` and the terminal (:func:`progress_mode`).
     * Mixed precision (bf16 autocast) on CUDA. Losses are summed on the device and read once
@@ -392,8 +450,20 @@ def fit(
     history: list[dict] = []
     start = 0
     ck_path = Path(checkpoint) if checkpoint else None
+    fingerprint = run_fingerprint(model, objective, data, config, seed=seed, trainable=trainable, bn=bn, desc=desc,
+                                  identity=identity) if ck_path is not None else None  # fmt: skip
     if ck_path is not None and ck_path.is_file():
-        ck = torch.load(ck_path, map_location=dev, weights_only=True)
+        try:
+            ck = torch.load(ck_path, map_location=dev, weights_only=True)
+        except Exception as e:
+            raise LtkdError(f"cannot read checkpoint {ck_path} ({type(e).__name__}: {e}); delete it to start afresh") from e
+        differs = _fingerprint_mismatch(ck.get("fingerprint"), fingerprint)
+        if differs:
+            raise LtkdError(
+                f"checkpoint {ck_path} was written by a different run, so it is not resumed:\n  "
+                + "\n  ".join(differs)
+                + "\ndelete it (or the run's checkpoints folder) to start this run afresh, or write to another output folder"
+            )
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
@@ -401,6 +471,12 @@ def fit(
         if rank == 0:  # the checkpoint holds rank 0's augmentation stream; other ranks keep their own seed
             loader.aug_generator.set_state(ck["aug_generator"].to(loader.aug_generator.get_state().device))
         torch.set_rng_state(ck["torch_rng"])
+        if "numpy_rng" in ck:  # checkpoints written before these were saved resume with fresh streams
+            _set_numpy_rng_state(ck["numpy_rng"])
+        if ck.get("cuda_rng") is not None and dev.type == "cuda":
+            torch.cuda.set_rng_state(ck["cuda_rng"].cpu(), dev)
+        if ck.get("objective_rng") is not None and hasattr(objective, "set_rng_state"):
+            objective.set_rng_state(ck["objective_rng"])
         history = list(ck.get("history_rows", []))
         start = int(ck["epoch"])
     resumed = start > 0  # the first epoch this call runs is marked, so a run's metrics say where it resumed
@@ -476,7 +552,10 @@ def fit(
                 _atomic_save(
                     {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                      "generator": gen.get_state(), "aug_generator": loader.aug_generator.get_state().cpu(),
-                     "torch_rng": torch.get_rng_state(), "epoch": epoch + 1, "history_rows": history},
+                     "torch_rng": torch.get_rng_state(), "numpy_rng": _numpy_rng_state(),
+                     "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
+                     "objective_rng": objective.rng_state() if hasattr(objective, "rng_state") else None,
+                     "fingerprint": fingerprint, "epoch": epoch + 1, "history_rows": history},
                     ck_path,
                 )  # fmt: skip
     finally:

@@ -77,6 +77,96 @@ def test_resume_after_interruption_gives_the_same_model(digits, tmp_path, capsys
     assert x.shape[0] == 16
 
 
+class _Stop(Exception):
+    pass
+
+
+def _interrupted_then_resumed(make_objective, train, cfg, ck, **kw):
+    """Train ``cfg`` once uninterrupted and once stopped in epoch 2 (after epoch 1's checkpoint) and resumed (fresh
+    model and objective, as a new process would build them); return both models."""
+    torch.manual_seed(0)
+    init = build_model("cnn6", 10, 1).state_dict()
+    models = []
+    for stop in (None, 2):
+        m = build_model("cnn6", 10, 1)
+        m.load_state_dict(init)
+        if stop is not None:
+
+            def halt(epoch, row, stop=stop):
+                if epoch == stop:
+                    raise _Stop
+
+            with pytest.raises(_Stop):
+                fit(m, make_objective(), train, cfg, device="cpu", seed=3, checkpoint=ck, on_epoch_end=halt, **kw)
+            assert torch.load(ck, weights_only=True)["epoch"] == 1
+            m = build_model("cnn6", 10, 1)
+            m.load_state_dict(init)  # a later process: nothing carried over but the checkpoint
+        fit(m, make_objective(), train, cfg, device="cpu", seed=3, checkpoint=ck if stop else None, **kw)
+        models.append(m)
+    return models
+
+
+def test_resume_continues_every_random_stream(digits, tmp_path):
+    """Mixup draws λ from NumPy and H2T draws donors and channels from its own generators: a resumed run
+    continues those streams where the checkpoint left them (before, NumPy restarted from the seed)."""
+    from ltkd.methods.h2t import H2T
+
+    train = long_tail(digits[0], 10)
+    cfg = TrainConfig(epochs=3, batch_size=32, mixup=1.0)
+    ref, resumed = _interrupted_then_resumed(lambda: LossObjective(F.cross_entropy, mixup=1.0), train, cfg,
+                                             tmp_path / "mixup.ckpt")  # fmt: skip
+    for k, v in ref.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[k], v, msg=k)
+    cfg2 = TrainConfig(epochs=3, batch_size=32, lr=0.05)
+    ref, resumed = _interrupted_then_resumed(lambda: H2T(train, 0.5, seed=1), train, cfg2, tmp_path / "h2t.ckpt",
+                                             trainable="head", sampler="class-balanced")  # fmt: skip
+    for k, v in ref.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[k], v, msg=k)
+
+
+def test_a_checkpoint_of_another_run_is_not_resumed(digits, tmp_path):
+    train = long_tail(digits[0], 10)
+    cfg = TrainConfig(epochs=3, batch_size=32)
+    ck = tmp_path / "stage1.ckpt"
+
+    def halt(epoch, row):
+        if epoch == 2:  # inside epoch 2, after epoch 1's checkpoint
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        fit(build_model("cnn6", 10, 1), LossObjective(F.cross_entropy), train, cfg, device="cpu", seed=1,
+            checkpoint=ck, desc="ce:stage1", on_epoch_end=halt)  # fmt: skip
+    assert torch.load(ck, weights_only=True)["epoch"] == 1
+    others = {
+        "run": dict(desc="la:stage1"),  # another method's stage of the same name
+        "seed": dict(seed=2),
+        "config.epochs": dict(config=cfg.replace(epochs=2)),
+        "data": dict(data=long_tail(digits[0], 20)),
+        "model": dict(model=build_model("resnet8", 10, 1)),
+        "options": dict(identity={"options": {"tau": 2.0}}),
+    }
+    for field, change in others.items():
+        kw = dict(model=build_model("cnn6", 10, 1), data=train, config=cfg, seed=1, desc="ce:stage1") | change
+        with pytest.raises(LtkdError, match=rf"written by a different run(.|\n)*  {field}"):
+            fit(kw.pop("model"), LossObjective(F.cross_entropy), kw.pop("data"), kw.pop("config"), device="cpu",
+                checkpoint=ck, **kw)  # fmt: skip
+    # the same run resumes, on another memory format too
+    hist = fit(build_model("cnn6", 10, 1), LossObjective(F.cross_entropy), train, cfg, device="cpu", seed=1,
+               checkpoint=ck, desc="ce:stage1", channels_last=False)  # fmt: skip
+    assert [h.get("resumed", False) for h in hist] == [False, True, False]
+    # a checkpoint from before fingerprints were recorded still resumes
+    old = torch.load(ck, weights_only=True)
+    del old["fingerprint"], old["numpy_rng"]
+    old["epoch"], old["history_rows"] = 1, old["history_rows"][:1]
+    torch.save(old, ck)
+    hist = fit(build_model("cnn6", 10, 1), LossObjective(F.cross_entropy), train, cfg, device="cpu", seed=5,
+               checkpoint=ck)  # fmt: skip
+    assert [h["epoch"] for h in hist] == [1, 2, 3]
+    ck.write_bytes(b"truncated")
+    with pytest.raises(LtkdError, match="cannot read checkpoint"):
+        fit(build_model("cnn6", 10, 1), LossObjective(F.cross_entropy), train, cfg, device="cpu", checkpoint=ck)
+
+
 def test_test_set_curve_does_not_change_the_run(digits):
     data = (long_tail(digits[0], 10), digits[1])
     plain, _ = run("crt", data=data, seed=2, epochs=5, device="cpu")

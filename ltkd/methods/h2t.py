@@ -139,14 +139,30 @@ class H2T(nn.Module):
         self.generator = torch.Generator().manual_seed(int(seed) * 7919 + 17)  # donors and channel sets
         self._images: torch.Tensor | None = None  # on the device, uint8, moved at first use
         self._aug_gen: torch.Generator | None = None
+        self._pending_aug: torch.Tensor | None = None
         self._seed = int(seed)
         self.last_channels: torch.Tensor | None = None
         self.last_donors: torch.Tensor | None = None
+
+    def rng_state(self) -> dict:
+        """The donor / channel and donor-augmentation streams, for ``fit``'s checkpoints."""
+        aug = self._aug_gen.get_state().cpu() if self._aug_gen is not None else self._pending_aug
+        return {"generator": self.generator.get_state(), "aug": aug}
+
+    def set_rng_state(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        self._pending_aug = state.get("aug")
+        if self._aug_gen is not None and self._pending_aug is not None:
+            self._aug_gen.set_state(self._pending_aug.to(self._aug_gen.get_state().device))
+            self._pending_aug = None
 
     def _donor_batch(self, n: int, device: torch.device) -> torch.Tensor:
         if self._images is None or self._images.device != device:
             self._images = self.train_data.images.to(device)
             self._aug_gen = torch.Generator(device=device).manual_seed(self._seed * 104729 + 3)
+            if self._pending_aug is not None:  # a resumed run continues the stream its checkpoint saved
+                self._aug_gen.set_state(self._pending_aug.to(self._aug_gen.get_state().device))
+                self._pending_aug = None
             mean = torch.tensor(self.train_data.mean, device=device).view(1, -1, 1, 1)
             std = torch.tensor(self.train_data.std, device=device).view(1, -1, 1, 1)
             self._norm = (1.0 / (255.0 * std), -mean / std)
