@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 from .errors import LtkdError
@@ -42,7 +43,7 @@ def _imbalance(s: str) -> float:
         v = float(s)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
-    if v < 1:
+    if not math.isfinite(v) or v < 1:
         raise argparse.ArgumentTypeError(f"imbalance factor must be ≥ 1 (n_max / n_min), got {v:g}")
     return v
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import math
 import os
 import struct
 import tarfile
@@ -77,6 +78,11 @@ class ImageData:
             )
         if len(self.images) != len(self.labels):
             raise LtkdError(f"{len(self.images)} images but {len(self.labels)} labels")
+        if self.labels.dtype.is_floating_point or self.labels.dtype == torch.bool or self.labels.ndim != 1:
+            raise LtkdError(f"labels must be a 1-d integer tensor, got {self.labels.dtype} {tuple(self.labels.shape)}")
+        if len(self.labels) and (int(self.labels.min()) < 0 or int(self.labels.max()) >= len(self.classes)):
+            raise LtkdError(f"labels must lie in 0..{len(self.classes) - 1} (one per class name), "
+                            f"got {int(self.labels.min())}..{int(self.labels.max())}")  # fmt: skip
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -95,7 +101,15 @@ class ImageData:
         return np.bincount(self.labels.numpy(), minlength=self.num_classes)
 
     def subset(self, index: np.ndarray | torch.Tensor, **meta) -> ImageData:
-        index = torch.as_tensor(np.asarray(index), dtype=torch.long)
+        """The images at ``index``: integer positions, or a boolean mask with one entry per image."""
+        index = torch.as_tensor(np.asarray(index))
+        if index.dtype == torch.bool:
+            if index.shape != (len(self),):
+                raise LtkdError(f"a boolean mask needs one entry per image ({len(self)}), got shape {tuple(index.shape)}")
+            index = index.nonzero().flatten()
+        elif index.dtype.is_floating_point and index.numel():
+            raise LtkdError(f"subset needs integer positions or a boolean mask, got {index.dtype}")
+        index = index.long()
         return replace(
             self,
             images=self.images[index],
@@ -300,6 +314,21 @@ def _split_part(root: Path, split: str) -> Path | None:
     return None
 
 
+def _tree_stamp(root: Path) -> str:
+    """What the cache key needs to notice a change: every file's path, size and modification time (an image added
+    to, removed from or rewritten in a class folder changes it; the top folder's own time does not)."""
+    if not root.is_dir():
+        st = root.stat()
+        return f"{st.st_size}:{st.st_mtime_ns}"
+    h = hashlib.sha1()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            st = os.stat(os.path.join(dirpath, name))
+            h.update(f"{os.path.relpath(os.path.join(dirpath, name), root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
 def _load_imagefolder(path: str | os.PathLike, size: int | None = None) -> tuple[ImageData, ImageData]:
     """A folder (or .tar.gz) of class sub-folders.
 
@@ -309,9 +338,7 @@ def _load_imagefolder(path: str | os.PathLike, size: int | None = None) -> tuple
     root = Path(path).expanduser()
     if not root.exists():
         raise LtkdError(f"{root}: no such folder or archive")
-    stamp = hashlib.sha1(
-        f"{root.resolve()}|{root.stat().st_mtime}|{size}".encode() + b"v1"
-    ).hexdigest()[:16]
+    stamp = hashlib.sha1(f"{root.resolve()}|{_tree_stamp(root)}|{size}".encode() + b"v2").hexdigest()[:16]
     cache = _cache_dir() / "imagefolder" / f"{root.name}-{stamp}.npz"
     name = f"imagefolder:{root.name}"
     if cache.is_file():
@@ -409,7 +436,7 @@ def lt_counts(n_max: int, num_classes: int, imbalance: float, profile: str = "ex
     Computed as n_max · (1/IF)^(i/(C−1)), the form of the original code, so that the
     truncation reproduces the published sizes exactly (CIFAR-10-LT IF 100: 12,406).
     """
-    if imbalance < 1:
+    if not math.isfinite(imbalance) or imbalance < 1:
         raise LtkdError(f"imbalance factor must be ≥ 1 (n_max / n_min), got {imbalance}")
     if num_classes < 1 or n_max < 1:
         raise LtkdError(f"need at least one class and one image per class, got C={num_classes}, n_max={n_max}")
@@ -505,9 +532,15 @@ class ClassSampler:
     replacement, ``num_samples`` (default: the data set's size) per epoch. Fully vectorised.
     """
 
-    def __init__(self, labels: torch.Tensor, class_probs=None, num_samples: int | None = None):
+    def __init__(self, labels: torch.Tensor, class_probs=None, num_samples: int | None = None,
+                 num_classes: int | None = None):  # fmt: skip
         labels = torch.as_tensor(labels).cpu()
-        self.num_classes = int(labels.max()) + 1 if len(labels) else 0
+        top = int(labels.max()) + 1 if len(labels) else 0
+        if len(labels) and int(labels.min()) < 0:
+            raise LtkdError(f"labels must be ≥ 0, got {int(labels.min())}")
+        if num_classes is not None and top > num_classes:
+            raise LtkdError(f"label {top - 1} out of range for {num_classes} classes")
+        self.num_classes = max(top, num_classes or 0)
         counts = torch.bincount(labels, minlength=self.num_classes)
         self.counts = counts
         self.order = torch.argsort(labels, stable=True)
@@ -517,8 +550,13 @@ class ClassSampler:
             self.probs = None
         else:
             p = torch.as_tensor(np.asarray(class_probs), dtype=torch.float64)
-            if len(p) != self.num_classes or (p < 0).any() or p.sum() <= 0:
-                raise LtkdError("class_probs needs one non-negative weight per class")
+            if len(p) != self.num_classes or (p < 0).any() or p.sum() <= 0 or not torch.isfinite(p).all():
+                raise LtkdError(f"class_probs needs one non-negative weight per class ({self.num_classes}), "
+                                f"not all zero, got {len(p)}")  # fmt: skip
+            if (p[counts == 0] > 0).any():  # a class with no images cannot be drawn: its weight goes to the others
+                p = torch.where(counts == 0, 0.0, p)
+                if p.sum() <= 0:
+                    raise LtkdError("class_probs puts all its weight on classes that have no images")
             p = p / p.sum()
             inst = counts.double() / counts.sum()
             self.probs = None if torch.allclose(p, inst) else p
@@ -527,7 +565,7 @@ class ClassSampler:
     def of(cls, kind: str, labels: torch.Tensor, num_classes: int | None = None) -> ClassSampler:
         """A named sampler: ``instance``, ``class-balanced`` or ``sqrt``."""
         counts = torch.bincount(torch.as_tensor(labels), minlength=num_classes or 0).numpy()
-        return cls(labels, class_sampler_weights(counts, kind))
+        return cls(labels, class_sampler_weights(counts, kind), num_classes=num_classes)
 
     def __len__(self) -> int:
         return self.num_samples

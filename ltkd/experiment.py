@@ -22,7 +22,7 @@ from torch import nn
 from .data import ImageData, load, long_tail
 from .distributed import is_main
 from .errors import LtkdError
-from .methods import OPTIONS, Context, Recipe, get_method, stage_config
+from .methods import OPTIONS, RANGES, Context, Recipe, check_option, get_method, stage_config
 from .metrics import accuracy_report, count_flops, count_params
 from .models import MODELS, build_model, set_head
 from .profiles import Profile, get_profile
@@ -72,6 +72,9 @@ def run_stages(
     if unknown:  # a warning, not an error: a recipe of your own may read keys of its own
         warnings.warn(f"options {unknown} are read by none of ltkd's methods (a typo?); known: {', '.join(OPTIONS)}",
                       stacklevel=3)  # fmt: skip
+    for k, v in (options or {}).items():
+        if k in RANGES and isinstance(v, (int, float)) and not isinstance(v, bool):
+            check_option(k, float(v))
     ctx = Context(train=train, profile=profile, device=dev, seed=seed, options=dict(options or {}))
     logs: list[dict] = []
     for i, stage in enumerate(recipe.stages):

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from .data import rank_groups, shot_groups
+from .errors import LtkdError
 
 __all__ = ["confusion_matrix", "per_class_accuracy", "accuracy_report", "count_params", "count_flops", "GROUPING_NOTE"]
 
@@ -31,7 +32,13 @@ def confusion_matrix(pred_or_logits, labels, num_classes: int | None = None) -> 
     """C×C counts; row = true class, column = predicted class."""
     pred = _preds(pred_or_logits)
     y = torch.as_tensor(labels).cpu().numpy().astype(np.int64)
+    if pred.shape != y.shape or y.ndim != 1:
+        raise LtkdError(f"{pred.shape[0] if pred.ndim else 1} predictions for {y.shape[0] if y.ndim else 1} labels; "
+                        "need one per label")  # fmt: skip
     c = num_classes or int(max(pred.max(initial=0), y.max(initial=0)) + 1)
+    for what, v in (("label", y), ("prediction", pred)):
+        if len(v) and (v.min() < 0 or v.max() >= c):
+            raise LtkdError(f"{what}s must lie in 0..{c - 1}, got {v.min()}..{v.max()}")
     return np.bincount(y * c + pred, minlength=c * c).reshape(c, c)
 
 

@@ -66,9 +66,19 @@ class Profile:
         )
 
     def with_epochs(self, epochs: int) -> Profile:
+        """This profile with ``epochs`` of stage 1. A step schedule keeps its shape: the milestones move in
+        proportion (the paper profile's 160 and 180 of 200 become 80 and 90 of 100), as LDAM-DRW's deferred
+        re-weighting (80 % of the epochs) does; kept fixed, a run shorter than 160 epochs would never lower its
+        learning rate. The warm-up stays as it is unless it is as long as the run, then it is scaled too."""
         if epochs <= 0:
             raise LtkdError(f"epochs must be positive, got {epochs}")
-        return replace(self, stage1=self.stage1.replace(epochs=epochs))
+        s1, old = self.stage1, self.stage1.epochs
+        changes: dict = {"epochs": epochs}
+        if s1.milestones and epochs != old:
+            changes["milestones"] = tuple(max(1, int(m * epochs / old)) for m in s1.milestones)
+        if s1.warmup_epochs >= epochs:
+            changes["warmup_epochs"] = s1.warmup_epochs * epochs / old
+        return replace(self, stage1=s1.replace(**changes))
 
 
 PROFILES = {

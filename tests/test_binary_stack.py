@@ -115,6 +115,16 @@ def test_network_export_load_reproduces_outputs(tmp_path):
     assert bs.export_full_precision(fp, tmp_path / "fp.npz") > info["file_bytes"]
 
 
+def test_export_is_written_whole_and_a_damaged_one_is_a_clear_error(tmp_path):
+    net = bs.build("stack", 10, 1, m=8, k=4, widths=(4, 8, 8, 16))
+    bs.export(net, tmp_path / "net.npz")
+    assert [f.name for f in tmp_path.iterdir()] == ["net.npz"]  # no temporary file left beside it
+    data = (tmp_path / "net.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(LtkdError, match="not a binary-stack export"):
+        bs.load(tmp_path / "cut.npz")
+
+
 def test_export_rejects_non_stacked(tmp_path):
     with pytest.raises(LtkdError):
         bs.export(bs.build("float", 10, 1), tmp_path / "x.npz")

@@ -176,3 +176,46 @@ def test_imagefolder_reads_class_tree(tmp_path, monkeypatch):
     assert tr.images.shape == (10, 3, 6, 6)
     tr2, _ = load(str(tmp_path / "imgs"))  # second load comes from the cache, identical
     assert torch.equal(tr.images, tr2.images)
+    for i in range(5, 8):  # images added inside a class folder (the top folder's time does not change)
+        Image.fromarray(rng.randint(0, 255, (6, 6, 3), dtype=np.uint8)).save(tmp_path / "imgs" / "train" / "cat" / f"{i}.png")
+    tr3, _ = load(str(tmp_path / "imgs"))
+    assert tr3.counts.tolist() == [5, 8]
+    (tmp_path / "imgs" / "train" / "ant" / "0.png").unlink()
+    assert load(str(tmp_path / "imgs"))[0].counts.tolist() == [4, 8]
+
+
+def _tiny(labels, classes=("a", "b", "c")):
+    return ImageData(torch.zeros(len(labels), 1, 4, 4, dtype=torch.uint8), torch.as_tensor(labels), list(classes), "t")
+
+
+def test_subset_takes_positions_or_a_boolean_mask():
+    d = _tiny([0, 0, 1, 0, 2, 2])
+    assert d.subset(d.labels == 2).labels.tolist() == [2, 2]  # a mask, not positions 0 and 1
+    assert d.subset(np.array([True, False, True, False, False, False])).labels.tolist() == [0, 1]
+    assert d.subset([4, 2]).labels.tolist() == [2, 1] and len(d.subset([])) == 0
+    with pytest.raises(LtkdError, match="one entry per image"):
+        d.subset(torch.tensor([True, False]))
+    with pytest.raises(LtkdError, match="integer positions or a boolean mask"):
+        d.subset(np.array([0.0, 1.0]))
+
+
+def test_image_data_checks_its_labels():
+    with pytest.raises(LtkdError, match=r"labels must lie in 0..2"):
+        _tiny([0, 1, 1, 2, 5, 5])
+    with pytest.raises(LtkdError, match=r"labels must lie in 0..2"):
+        _tiny([0, -1])
+    with pytest.raises(LtkdError, match="integer tensor"):
+        _tiny(torch.tensor([0.0, 1.0]))
+
+
+def test_sampler_never_draws_a_class_without_images():
+    g = torch.Generator().manual_seed(0)
+    labels = torch.tensor([0, 0, 0, 2, 2, 2])  # class 1 has no images
+    s = ClassSampler(labels, [0, 1, 1], num_classes=3)
+    assert labels[s.epoch(g)].tolist() == [2] * 6  # class 1's weight goes to the classes that have images
+    cb = ClassSampler.of("class-balanced", torch.tensor([0, 0, 1, 1]), num_classes=3)  # the last class empty
+    assert set(torch.tensor([0, 0, 1, 1])[cb.epoch(g)].tolist()) <= {0, 1}
+    with pytest.raises(LtkdError, match="no images"):
+        ClassSampler(labels, [0, 1, 0])
+    with pytest.raises(LtkdError, match="out of range"):
+        ClassSampler(labels, num_classes=2)

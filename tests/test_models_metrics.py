@@ -67,6 +67,16 @@ def test_accuracy_report_by_hand():
     assert cm.tolist() == [[3, 1, 0], [1, 1, 0], [2, 0, 0]]
 
 
+def test_metrics_reject_mismatched_or_out_of_range_predictions():
+    with pytest.raises(LtkdError, match="predictions must lie in 0..2"):
+        confusion_matrix([5], [1], 3)  # would land in class 2's diagonal cell
+    with pytest.raises(LtkdError, match="1 predictions for 4 labels"):
+        accuracy_report(torch.tensor([0]), [0, 1, 2, 0], [10, 5, 1])
+    with pytest.raises(LtkdError, match="labels must lie in 0..2"):
+        accuracy_report(torch.tensor([0, 1]), [0, 3], [10, 5, 1])
+    assert confusion_matrix([0, 2], [0, 1], 3).tolist() == [[1, 0, 0], [0, 0, 1], [0, 0, 0]]
+
+
 def test_empty_group_is_none():
     r = accuracy_report(torch.tensor([0, 1]), torch.tensor([0, 1]), [500, 300])
     assert r["few"] is None and r["medium"] is None and r["many"] == 1.0

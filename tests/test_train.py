@@ -224,6 +224,12 @@ def test_profiles():
     assert q.for_dataset("digits").stage1.epochs > q.stage1.epochs
     with pytest.raises(LtkdError):
         get_profile("huge")
+    # fewer epochs keep the step schedule's shape: a 100-epoch paper run still lowers its learning rate
+    assert p.with_epochs(100).stage1.milestones == (80, 90) and p.with_epochs(100).stage1.warmup_epochs == 5
+    assert p.with_epochs(200).stage1 == p.stage1 and p.with_epochs(400).stage1.milestones == (320, 360)
+    short = p.with_epochs(3).stage1
+    assert short.warmup_epochs < 3 and all(1 <= m < 3 for m in short.milestones)
+    assert q.with_epochs(30).stage1 == q.stage1.replace(epochs=30)  # cosine: nothing else to move
 
 
 def test_lr_schedule_warmup_then_steps():

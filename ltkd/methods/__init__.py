@@ -123,6 +123,37 @@ OPTIONS: dict[str, tuple[str | tuple[str, ...], str]] = {
 }
 
 
+INF = float("inf")
+# the values each number may take: (low, high, low included, high included)
+RANGES: dict[str, tuple[float, float, bool, bool]] = {
+    "cb_beta": (0, 1, True, False),
+    "fusion_ratio": (0, 1, True, True),
+    "eta": (0, 1, False, False),
+    "fraction": (0, 1, True, True),
+    "T": (0, INF, False, False),
+    "gcl_scale": (0, INF, False, False),
+    "gcl_scale2": (0, INF, False, False),
+    **{k: (0, INF, True, False) for k in ("la_tau", "gcl_eps", "gcl_margin", "gcl_mixup", "gcl_eps2", "gcl_margin2",
+                                          "gcl_gamma", "h2t_mixup", "ce_weight", "kd_weight", "alpha", "beta",
+                                          "warmup")},  # fmt: skip
+}
+
+
+def check_option(key: str, number: float, flag: str | None = None) -> float:
+    """``number`` if it is finite and inside :data:`RANGES` for ``key``, else :class:`LtkdError` naming the range
+    (``flag``: how the user spelt it, e.g. ``--eta``)."""
+    name = flag or f"option {key}"
+    if number != number or number in (INF, -INF):
+        raise LtkdError(f"{name} must be finite, got {number!r}")
+    if key in RANGES:
+        lo, hi, lo_in, hi_in = RANGES[key]
+        if not ((number >= lo if lo_in else number > lo) and (number <= hi if hi_in else number < hi)):
+            span = f"{'[' if lo_in else '('}{lo:g}, {hi:g}{']' if hi_in else ')'}" if hi != INF else (
+                f"{'≥' if lo_in else '>'} {lo:g}")
+            raise LtkdError(f"{name} must be {'in ' if hi != INF else ''}{span}, got {number:g}")
+    return number
+
+
 def parse_option(text: str) -> tuple[str, float | str]:
     """``"KEY=VALUE"`` -> ``(key, value)``, checked against :data:`OPTIONS` (numbers become floats)."""
     key, sep, value = text.partition("=")
@@ -137,9 +168,7 @@ def parse_option(text: str) -> tuple[str, float | str]:
             number = float(value)
         except ValueError:
             raise LtkdError(f"option {key} takes a number, got {value!r}") from None
-        if number != number or number in (float("inf"), float("-inf")):
-            raise LtkdError(f"option {key} must be finite, got {value!r}")
-        return key, number
+        return key, check_option(key, number)
     if value not in kind:
         raise LtkdError(f"option {key} takes one of {', '.join(kind)}, got {value!r}")
     return key, value

@@ -37,6 +37,7 @@ import io
 import json
 import math
 import os
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -353,11 +354,18 @@ def export(model: BinaryNet, path: str | os.PathLike) -> dict:
     }
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    p.write_bytes(buf.getvalue())
+    _write_atomic(p, arrays)
     return {"file_bytes": p.stat().st_size, "binary_bytes": int(arrays["filters"].nbytes + arrays["indices"].nbytes),
             "rest_bytes": int(arrays["rest"].nbytes), "header_bytes": int(arrays["header"].nbytes)}  # fmt: skip
+
+
+def _write_atomic(p: Path, arrays: dict) -> None:
+    """One .npz written whole or not at all (a temporary file, then renamed): a crash leaves no truncated export."""
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_bytes(buf.getvalue())
+    os.replace(tmp, p)
 
 
 def load(path: str | os.PathLike) -> BinaryNet:
@@ -365,8 +373,11 @@ def load(path: str | os.PathLike) -> BinaryNet:
     p = Path(path)
     if not p.is_file():
         raise LtkdError(f"{p}: no such export file")
-    z = np.load(p, allow_pickle=False)
-    header = json.loads(bytes(z["header"]).decode())
+    try:
+        z = np.load(p, allow_pickle=False)
+        header = json.loads(bytes(z["header"]).decode())
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        raise LtkdError(f"{p}: not a binary-stack export ({type(e).__name__}: {e})") from e
     cfg = header["config"]
     model = BinaryNet(cfg["kind"], cfg["m"], cfg["k"], cfg["widths"], cfg["num_classes"], cfg["in_channels"],
                       cfg["head"])  # fmt: skip
@@ -389,9 +400,7 @@ def export_full_precision(model: nn.Module, path: str | os.PathLike) -> int:
     arrays = {k.replace(".", "_"): v.detach().cpu().numpy().astype(np.float32) for k, v in model.state_dict().items()}
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    p.write_bytes(buf.getvalue())
+    _write_atomic(p, arrays)
     return p.stat().st_size
 
 

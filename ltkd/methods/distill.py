@@ -47,7 +47,7 @@ from torch import nn
 
 from ..errors import LtkdError
 from ..models import MODELS, CosineHead, build_model
-from . import Context, Recipe, Stage, parse_option, register
+from . import Context, Recipe, Stage, check_option, parse_option, register
 
 __all__ = [
     "soften",
@@ -343,12 +343,10 @@ def cmd_distill(args) -> int:
         raise LtkdError(f"unknown distillation method {args.method!r}; choose one of {', '.join(DISTILL_METHODS)}")
     if args.student not in MODELS:
         raise LtkdError(f"unknown student model {args.student!r}; choose one of {', '.join(MODELS)}")
-    if args.eta is not None and not 0 < args.eta < 1:
-        raise LtkdError(f"--eta must be in (0, 1), got {args.eta}")
-    if args.fraction is not None and not 0 <= args.fraction <= 1:
-        raise LtkdError(f"--fraction must be in [0, 1], got {args.fraction}")
-    if args.temperature is not None and args.temperature <= 0:
-        raise LtkdError(f"--T must be positive, got {args.temperature}")
+    for key, attr in (("eta", "eta"), ("fraction", "fraction"), ("T", "temperature"), ("alpha", "alpha"),
+                      ("beta", "beta"), ("warmup", "warmup")):  # fmt: skip
+        if getattr(args, attr) is not None:
+            check_option(key, getattr(args, attr), f"--{key}")
     extra = dict(parse_option(text) for text in args.options)  # checked before any training
     t0 = time.perf_counter()
     dev = get_device(args.device)
@@ -400,7 +398,7 @@ def _arch_of(path: str) -> str | None:
     return load_model_state(path).get("arch")
 
 
-def _positive_float(s: str) -> float:
+def _finite_float(s: str) -> float:
     try:
         v = float(s)
     except ValueError:
@@ -430,12 +428,12 @@ def add_distill_command(sub) -> None:
                         "(200 epochs, batch 128, lr 0.1), not the KD papers' 240-epoch one")
     p.add_argument("--device", default=None)
     p.add_argument("--out", default="runs/distill", help="output folder (metrics.json, model.pt, teacher/)")
-    p.add_argument("--T", dest="temperature", type=_positive_float, default=None, help="temperature (default 4)")
-    p.add_argument("--alpha", type=_positive_float, default=None, help="DKD: TCKD weight (default 1)")
-    p.add_argument("--beta", type=_positive_float, default=None, help="DKD: NCKD weight (default 8)")
-    p.add_argument("--warmup", type=_positive_float, default=None, help="DKD: warm-up epochs of the KD term")
-    p.add_argument("--eta", type=_positive_float, default=None, help="label revision η in (0, 1) (default 0.8)")
-    p.add_argument("--fraction", type=_positive_float, default=None,
+    p.add_argument("--T", dest="temperature", type=_finite_float, default=None, help="temperature (default 4)")
+    p.add_argument("--alpha", type=_finite_float, default=None, help="DKD: TCKD weight (default 1)")
+    p.add_argument("--beta", type=_finite_float, default=None, help="DKD: NCKD weight (default 8)")
+    p.add_argument("--warmup", type=_finite_float, default=None, help="DKD: warm-up epochs of the KD term")
+    p.add_argument("--eta", type=_finite_float, default=None, help="label revision η in (0, 1) (default 0.8)")
+    p.add_argument("--fraction", type=_finite_float, default=None,
                    help="data selection: fraction of training samples the teacher supervises (default 0.9)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="options",
                    help="another method option, e.g. --set kd_weight=0.5 (repeatable; `ltkd methods` lists them)")
