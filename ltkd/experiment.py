@@ -26,7 +26,7 @@ from .methods import OPTIONS, RANGES, Context, Recipe, check_option, get_method,
 from .metrics import accuracy_report, count_flops, count_params
 from .models import MODELS, build_model, set_head
 from .profiles import Profile, get_profile
-from .train import fit, get_device, predict, save_model
+from .train import fit, get_device, module_digest, predict, save_model
 
 __all__ = ["run", "run_stages", "prepare_data", "evaluate", "best_evaluated", "environment"]
 
@@ -96,10 +96,16 @@ def run_stages(
 
 
 def _identity(options: dict) -> dict:
-    """The method options that identify a run in its checkpoints' fingerprint (simple values; a teacher model is
-    identified by the stage's objective and data, not hashed)."""
+    """The method options that identify a run in its checkpoints' fingerprint: simple values as they are, a model
+    (a distillation teacher) by the digest of its weights — a student is never resumed under another teacher."""
     simple = (bool, int, float, str)
-    return {"options": {k: v for k, v in sorted(options.items()) if isinstance(v, simple) or v is None}}
+    out: dict[str, Any] = {}
+    for k, v in sorted(options.items()):
+        if isinstance(v, simple) or v is None:
+            out[k] = v
+        elif isinstance(v, nn.Module):
+            out[k] = module_digest(v)
+    return {"options": out}
 
 
 def _test_hook(model: nn.Module, test: ImageData, train_counts, device, every: int, epochs: int):

@@ -240,6 +240,19 @@ def run_fingerprint(model: nn.Module, objective: nn.Module, data: ImageData, con
     return fp
 
 
+def module_digest(module: nn.Module) -> str:
+    """``"ClassName sha1"`` of a module's state (every parameter and buffer, names, shapes and values): the same
+    weights on any device give the same digest. Identifies a teacher in a student's checkpoint fingerprint."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for k, v in sorted(module.state_dict().items()):
+        t = v.detach().cpu().contiguous()
+        h.update(f"{k} {tuple(t.shape)} {t.dtype}".encode())
+        h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return f"{type(module).__name__} {h.hexdigest()[:12]}"
+
+
 def _fingerprint_mismatch(saved: dict | None, now: dict) -> list[str]:
     """The fields in which a checkpoint's run differs from this one (none for a checkpoint without a fingerprint,
     written before ltkd recorded them)."""

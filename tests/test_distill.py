@@ -187,3 +187,43 @@ def test_cli_distill_errors(args, needle, capsys):
 def test_train_without_teacher_explains(tmp_path, capsys):
     assert main(["train", "--method", "kd", "--epochs", "1", "--out", str(tmp_path)]) == 2
     assert "needs a teacher" in capsys.readouterr().err
+
+
+def test_student_checkpoint_names_its_teacher(tmp_path):
+    from ltkd.errors import LtkdError
+    from ltkd.experiment import run_stages
+    from ltkd.methods import get_method
+    from ltkd.profiles import get_profile
+
+    train, _ = load("digits")
+    prof = get_profile("quick").with_epochs(1)
+    torch.manual_seed(0)
+    a, b = build_model("cnn6x0.5", 10, 1), build_model("cnn6x0.5", 10, 1)
+    a_again = build_model("cnn6x0.5", 10, 1)
+    a_again.load_state_dict(a.state_dict())  # another object, the same weights
+    kw = dict(device="cpu", checkpoint_dir=tmp_path, progress=False)
+    first = run_stages(get_method("kd"), build_model("cnn6x0.5", 10, 1), train, prof, options={"teacher": a}, **kw)
+    assert not first[0].get("resumed") and (tmp_path / "kd.ckpt").is_file()
+    with pytest.raises(LtkdError, match=r"different run(.|\n)*options"):
+        run_stages(get_method("kd"), build_model("cnn6x0.5", 10, 1), train, prof, options={"teacher": b}, **kw)
+    again = run_stages(get_method("kd"), build_model("cnn6x0.5", 10, 1), train, prof, options={"teacher": a_again},
+                       **kw)  # fmt: skip
+    assert again == first  # resumed from the finished checkpoint: its log, nothing trained again
+
+
+def test_cli_distill_reuses_the_teacher_it_finished(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["distill", "--teacher", "cnn6x0.5", "--student", "cnn6x0.5", "--dataset", "digits", "--imbalance", "10",
+            "--epochs", "1", "--teacher-epochs", "1", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    t_file = out / "teacher" / "model.pt"
+    stamp, first = t_file.stat().st_mtime_ns, json.loads((out / "metrics.json").read_text())["teacher"]
+    assert first["source"].startswith("trained here:")
+    capsys.readouterr()
+    assert main(args) == 0  # e.g. after an interruption while the student trained
+    second = json.loads((out / "metrics.json").read_text())["teacher"]
+    assert "reused" in second["source"] and t_file.stat().st_mtime_ns == stamp
+    assert second["overall"] == first["overall"] and second["train_error"] == first["train_error"]
+    assert main([*args[:-4], "--teacher-epochs", "2", "--out", str(out)]) == 0  # another teacher: trained again
+    third = json.loads((out / "metrics.json").read_text())["teacher"]
+    assert third["source"].startswith("trained here:") and t_file.stat().st_mtime_ns != stamp

@@ -357,9 +357,14 @@ def cmd_distill(args) -> int:
         teacher = load_teacher(args.teacher, train.num_classes, train.in_channels, dev)
         source = f"checkpoint {args.teacher}"
     elif args.teacher in MODELS:
-        teacher, _ = train_teacher(args.teacher, (train, test), prof, args.teacher_epochs, args.seed, device=dev,
-                                   out=out / "teacher")  # fmt: skip
-        source = f"trained here: ce, {args.teacher}, profile {prof.name}, seed {args.seed} ({out / 'teacher'})"
+        teacher = _finished_teacher(out / "teacher", args.teacher, train, prof, args.teacher_epochs, args.seed, dev)
+        if teacher is None:
+            teacher, _ = train_teacher(args.teacher, (train, test), prof, args.teacher_epochs, args.seed, device=dev,
+                                       out=out / "teacher")  # fmt: skip
+            source = f"trained here: ce, {args.teacher}, profile {prof.name}, seed {args.seed} ({out / 'teacher'})"
+        else:
+            source = (f"trained here by an earlier run of this command: ce, {args.teacher}, profile {prof.name}, "
+                      f"seed {args.seed} ({out / 'teacher'}/model.pt, reused)")  # fmt: skip
     else:
         raise LtkdError(f"--teacher {args.teacher!r} is neither a checkpoint file nor a model name "
                         f"({', '.join(MODELS)})")  # fmt: skip
@@ -390,6 +395,27 @@ def cmd_distill(args) -> int:
         print(_summary(metrics))
         print(f"  wrote {out}/metrics.json and {out}/model.pt")
     return 0
+
+
+def _finished_teacher(folder: Path, model: str, train, profile, epochs: int | None, seed: int, device):
+    """The teacher an earlier ``ltkd distill --teacher MODEL --out OUT`` finished in ``OUT/teacher``, if it was
+    trained exactly as this command would train it (CE, model, data, profile, epochs, seed); else ``None``.
+    A distillation interrupted while the student trained thus resumes the student under the same teacher
+    instead of training the teacher again (on a GPU a second training would not even give the same weights)."""
+    mfile, pt = folder / "metrics.json", folder / "model.pt"
+    if not (mfile.is_file() and pt.is_file()):
+        return None
+    try:
+        m = json.loads(mfile.read_text())
+    except (OSError, ValueError):
+        return None
+    prof = profile.for_dataset(train.name)
+    prof = prof.with_epochs(epochs) if epochs is not None else prof
+    want = {"method": "ce", "model": model, "dataset": train.name, "seed": seed, "profile": prof.name,
+            "train_counts": [int(c) for c in train.counts], "epochs": prof.stage1.epochs}  # fmt: skip
+    if any(m.get(k) != v for k, v in want.items()):
+        return None
+    return load_teacher(pt, train.num_classes, train.in_channels, device)
 
 
 def _arch_of(path: str) -> str | None:
