@@ -7,6 +7,7 @@ For a GPU (the paper profile is 200 epochs of ResNet-32; see ``ltkd.profiles``):
     python benchmarks/reproduce.py --collect            # only gather finished runs into the results file
     python benchmarks/reproduce.py --status             # how far each run has got (epoch, s/epoch, time left)
     python benchmarks/reproduce.py --smoke              # CPU check of the whole path (1 epoch, tiny data)
+    python benchmarks/reproduce.py --park               # copy unfinished runs' checkpoints into the repository
 
 Each run writes ``OUT/<method>/seed<k>/metrics.json`` (``ltkd.experiment.run``'s metrics, with the
 environment: device name, torch / torchvision / numpy versions, ltkd commit, wall time).
@@ -62,6 +63,7 @@ PUBLISHED = {
     "gcl": (82.7, "Li et al. 2022; approximate, not verified against the paper's table"),
     "h2t": (None, "H2T publishes CIFAR-100-LT only"),
 }
+PARKED = ROOT / "benchmarks" / "results" / "unfinished"  # --park: unfinished runs' checkpoints, to commit
 EVAL_EVERY = 10  # --eval-every's default: test every 10th epoch of each stage (and its last)
 SMOKE = {"epochs": 1, "stage2_epochs": 1, "n_max": 60, "test_per_class": 20}
 
@@ -142,11 +144,16 @@ def run_all(a) -> None:
           flush=True)  # fmt: skip
     t_start = time.perf_counter()
     durations: dict[str, float] = {}
+    collected = set() if a.smoke or a.rerun else in_results(Path(a.results), label)
     for seed in a.seeds:
         for method in a.methods:
             outdir = Path(a.out) / method / f"seed{seed}"
             if (outdir / "metrics.json").is_file():
                 print(f"  {method} seed {seed}: done already", flush=True)
+                continue
+            if (method, seed) in collected:
+                print(f"  {method} seed {seed}: in {a.results} already, on this kind of device (--rerun to train it "
+                      "again)", flush=True)  # fmt: skip
                 continue
             recipe = get_method(method)
             reuse = method != "ce" and recipe.stages[0] is CE_STAGE and recipe.head == "linear"
@@ -155,6 +162,7 @@ def run_all(a) -> None:
             if a.time_budget and time.perf_counter() - t_start + est > a.time_budget:
                 print(f"  {method} seed {seed}: skipped, {est:.0f} s would pass the {a.time_budget} s budget", flush=True)
                 continue
+            unpark(method, seed, outdir, Path(a.parked))
             state, info = None, {}
             if reuse and (ce_dir / "model.pt").is_file():
                 from ltkd.train import load_model_state
@@ -171,6 +179,75 @@ def run_all(a) -> None:
             durations[method] = time.perf_counter() - t0
             print(f"  {method} seed {seed}: overall {100 * m['overall']:.2f} %, balanced {100 * m['balanced']:.2f} %, "
                   f"{durations[method]:.0f} s on {m['environment'].get('device_name')}", flush=True)  # fmt: skip
+
+
+def in_results(results: Path, label: str) -> set[tuple[str, int]]:
+    """(method, seed) of the runs the results file holds on this data and this kind of device (the GPU's name, or
+    the same processor and threads): a fresh checkout, whose ``runs/`` is empty, does not train them again."""
+    if not results.is_file():
+        return set()
+    here = device_here()
+    runs = json.loads(results.read_text()).get("runs", [])
+    return {(r["method"], r["seed"]) for r in runs if r.get("data") == label and r.get("device_name") == here}
+
+
+def device_here() -> str:
+    """:func:`device_label` of the device a run started now would train on."""
+    from ltkd.experiment import environment
+    from ltkd.train import get_device
+
+    dev = get_device(None)
+    return device_label({"device": dev.type, "environment": environment(dev)})
+
+
+# --------------------------------------------------------------------------------------
+# Runs that span machines: parked checkpoints
+# --------------------------------------------------------------------------------------
+def park(out: Path, parked: Path) -> list[str]:
+    """Copy the checkpoints of every unfinished run under ``out`` to ``parked/<method>/seed<k>/`` (a folder in
+    the repository): committed, they let the run continue on another machine or in a fresh checkout, where
+    ``runs/`` is empty. A run starting without checkpoints of its own takes its parked ones (``unpark``); the
+    fingerprint in every checkpoint makes sure they belong to the same run."""
+    import shutil
+
+    lines, here = [], device_here()
+    for run_dir in sorted(Path(out).glob("*/seed*")):
+        cks = sorted((run_dir / "checkpoints").glob("*.ckpt"))
+        if (run_dir / "metrics.json").is_file() or not cks:
+            continue
+        dest = parked / run_dir.parent.name / run_dir.name
+        dest.mkdir(parents=True, exist_ok=True)
+        for old in dest.glob("*.ckpt"):
+            old.unlink()
+        (dest / "parked.json").write_text(json.dumps({"device_name": here, "parked": time.strftime(
+            "%Y-%m-%d %H:%M UTC", time.gmtime()), "versions": versions()}, indent=2) + "\n")  # fmt: skip
+        for ck in cks:
+            tmp = dest / (ck.name + ".tmp")
+            shutil.copy2(ck, tmp)
+            os.replace(tmp, dest / ck.name)
+            epoch = torch.load(dest / ck.name, map_location="cpu", weights_only=True)["epoch"]
+            lines.append(f"{run_dir.parent.name} {run_dir.name}: {ck.stem} epoch {epoch} parked in {dest / ck.name}")
+    return lines or [f"no unfinished runs under {out}"]
+
+
+def unpark(method: str, seed: int, outdir: Path, parked: Path) -> bool:
+    """Before a run starts: if it has no checkpoint of its own but one is parked, continue from the parked one."""
+    import shutil
+
+    src = parked / method / f"seed{seed}"
+    mine = outdir / "checkpoints"
+    if not src.is_dir() or any(mine.glob("*.ckpt")) or not any(src.glob("*.ckpt")):
+        return False
+    info = json.loads((src / "parked.json").read_text()) if (src / "parked.json").is_file() else {}
+    if info.get("device_name") != device_here():  # one run, one kind of device: its times and label stay true
+        print(f"  {method} seed {seed}: a run parked in {src} trained on {info.get('device_name')}; not continued "
+              f"on {device_here()}", flush=True)  # fmt: skip
+        return False
+    mine.mkdir(parents=True, exist_ok=True)
+    for ck in sorted(src.glob("*.ckpt")):
+        shutil.copy2(ck, mine / ck.name)
+    print(f"  {method} seed {seed}: continuing the run parked in {src}", flush=True)
+    return True
 
 
 # --------------------------------------------------------------------------------------
@@ -460,6 +537,13 @@ def main(argv=None) -> int:
     p.add_argument("--smoke", action="store_true", help="1 epoch on a tiny long tail: tests the path, not a result")
     p.add_argument("--collect", action="store_true", help="only collect finished runs")
     p.add_argument("--status", action="store_true", help="only show how far each run under --out has got")
+    p.add_argument("--rerun", action="store_true",
+                   help="train runs the results file holds already on this kind of device (default: skip them)")
+    p.add_argument("--park", action="store_true",
+                   help="only copy unfinished runs' checkpoints to --parked, to commit and continue elsewhere")
+    p.add_argument("--parked", default=str(PARKED),
+                   help="where --park puts checkpoints and where a run without its own looks for them "
+                        "(default benchmarks/results/unfinished)")
     p.add_argument("--results", default=str(RESULTS), help="results file to (re)write")
     p.add_argument("--no-collect", action="store_true", help="do not touch the results file or the book page")
     p.add_argument("--no-page", action="store_true", help="collect into --results but leave the book page alone")
@@ -469,6 +553,9 @@ def main(argv=None) -> int:
     a.out = a.out or str(ROOT / "runs" / ("reproduce-smoke" if a.smoke else "reproduce"))
     if a.status:
         print("\n".join(status(Path(a.out))))
+        return 0
+    if a.park:
+        print("\n".join(park(Path(a.out), Path(a.parked))))
         return 0
     if not a.collect:
         # one line per epoch in a log file (a bar in a terminal); LTKD_PROGRESS=0 silences both

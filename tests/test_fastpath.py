@@ -200,6 +200,53 @@ def test_reproduction_status_and_cpu_device_label(tmp_path):
     assert rep.device_label({"device": "cuda", "environment": {"device_name": "NVIDIA H100"}}) == "NVIDIA H100"
 
 
+def test_parked_runs_continue_in_a_fresh_checkout(tmp_path, capsys):
+    """reproduce.py --park copies unfinished runs' checkpoints into the repository; a run without its own takes them."""
+    import json
+
+    import torch
+
+    rep = _reproduce_module()
+    out, parked, fresh = tmp_path / "runs", tmp_path / "unfinished", tmp_path / "fresh"
+    (out / "ce" / "seed0" / "checkpoints").mkdir(parents=True)
+    torch.save({"epoch": 3, "history_rows": []}, out / "ce" / "seed0" / "checkpoints" / "stage1.ckpt")
+    (out / "la" / "seed1" / "checkpoints").mkdir(parents=True)  # finished: nothing to park
+    torch.save({"epoch": 200, "history_rows": []}, out / "la" / "seed1" / "checkpoints" / "stage1.ckpt")
+    (out / "la" / "seed1" / "metrics.json").write_text(json.dumps({"overall": 0.7}))
+    assert rep.park(out, parked) == [f"ce seed0: stage1 epoch 3 parked in {parked / 'ce' / 'seed0' / 'stage1.ckpt'}"]
+    assert not (parked / "la").exists() and not list(parked.rglob("*.tmp"))
+    assert rep.unpark("ce", 0, fresh / "ce" / "seed0", parked)
+    assert torch.load(fresh / "ce" / "seed0" / "checkpoints" / "stage1.ckpt", weights_only=True)["epoch"] == 3
+    assert "continuing the run parked in" in capsys.readouterr().out
+    torch.save({"epoch": 5, "history_rows": []}, fresh / "ce" / "seed0" / "checkpoints" / "stage1.ckpt")
+    assert not rep.unpark("ce", 0, fresh / "ce" / "seed0", parked)  # its own checkpoint wins
+    assert torch.load(fresh / "ce" / "seed0" / "checkpoints" / "stage1.ckpt", weights_only=True)["epoch"] == 5
+    assert not rep.unpark("la", 0, fresh / "la" / "seed0", parked)  # nothing parked
+    info = json.loads((parked / "ce" / "seed0" / "parked.json").read_text())
+    assert info["device_name"] == rep.device_here()
+    (parked / "ce" / "seed0" / "parked.json").write_text(json.dumps({**info, "device_name": "NVIDIA H200"}))
+    assert not rep.unpark("ce", 0, tmp_path / "elsewhere" / "ce" / "seed0", parked)  # another kind of device
+    assert "trained on NVIDIA H200; not continued" in capsys.readouterr().out
+    assert rep.park(tmp_path / "empty", parked) == [f"no unfinished runs under {tmp_path / 'empty'}"]
+
+
+def test_runs_in_the_results_file_are_not_trained_again_on_the_same_kind_of_device(tmp_path):
+    import json
+
+    from ltkd.experiment import environment
+    from ltkd.train import get_device
+
+    rep = _reproduce_module()
+    dev = get_device(None)
+    here = rep.device_label({"device": dev.type, "environment": environment(dev)})
+    runs = [{"method": "ce", "seed": 0, "data": "D", "device_name": here},
+            {"method": "la", "seed": 0, "data": "D", "device_name": "NVIDIA H100 80GB HBM3"},  # a GPU's run
+            {"method": "gcl", "seed": 1, "data": "other data", "device_name": here}]  # fmt: skip
+    (tmp_path / "r.json").write_text(json.dumps({"runs": runs}))
+    assert rep.in_results(tmp_path / "r.json", "D") == {("ce", 0)}
+    assert rep.in_results(tmp_path / "missing.json", "D") == set()
+
+
 def test_committed_reproduction_page_matches_the_results_file():
     """The book's reproduction table is the one the committed results file produces: no number edited by hand."""
     import json
