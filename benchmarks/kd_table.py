@@ -6,7 +6,8 @@ already there, so the script can be stopped and resumed):
 * ``--part balanced`` → ``benchmarks/results/kd_quick.json``: balanced Fashion-MNIST subsample
   (200 training images per class, seed-0 draw; the full 10,000-image test set). Teacher cnn6
   trained with CE (quick profile, 15 epochs, seed 0); students cnn6x0.5 (quick profile, 6 epochs,
-  batch 64), seeds 0, 1, 2: student alone (CE), KD, KD+LR, KD+DS, KD+LR+DS, DKD, DKD+LR+DS, and
+  batch 64), seeds 0, 1, 2: student alone (CE), KD, KD+LR, KD+DS, KD+LR+DS, DKD, DKD+LR+DS, the control
+  for label revision (kd-mix: the label mixed in at the constant β = η on every sample), and
   the selected-fraction ablation of KD+DS (r = 0.5, 0.7; 0.9 is the table's KD+DS, 1.0 is KD).
 * ``--part lt`` → ``benchmarks/results/kd_lt_quick.json``: Fashion-MNIST-LT (IF 100, n_max 500,
   1,236 training images, so every shot group is present). Teachers cnn6 trained on the long
@@ -50,7 +51,7 @@ N_PER_CLASS = 200
 TEACHER_EPOCHS, STUDENT_EPOCHS, STUDENT_BATCH = 15, 6, 64
 LT_IF, LT_NMAX = 100, 500
 SEEDS = (0, 1, 2)
-METHODS = ("ce", "kd", "kd-lr", "kd-ds", "kd-lr-ds", "dkd", "dkd-lr-ds")
+METHODS = ("ce", "kd", "kd-lr", "kd-ds", "kd-lr-ds", "dkd", "dkd-lr-ds", "kd-mix")
 FRACTIONS = (0.5, 0.7)
 LT_METHODS = ("kd", "kd-lr-ds")
 KEEP = ("overall", "balanced", "many", "medium", "few", "head", "middle", "tail", "per_class")

@@ -11,6 +11,7 @@ from ltkd.errors import LtkdError
 from ltkd.methods.distill import KD, soften
 from ltkd.methods.label_revision import (
     LabelRevision,
+    mix_label,
     revise,
     revision_beta,
     select_fraction,
@@ -101,3 +102,25 @@ def test_kd_with_revision_uses_revised_targets():
     targets = obj.teacher_targets(x, y)
     torch.testing.assert_close(targets, revise(soften(teacher(x).detach(), 2.0), y, 0.8))
     assert torch.equal(targets.argmax(1), y)
+
+
+def test_the_control_mixes_the_label_in_at_eta_everywhere():
+    """kd-mix, the control for label revision: the same targets where the teacher is right, not where it is wrong."""
+    p = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1]])
+    y = torch.tensor([0, 0])
+    mixed = LabelRevision(0.8, constant=True)(p, y)
+    torch.testing.assert_close(mixed, 0.8 * p + 0.2 * torch.tensor([[1.0, 0, 0], [1.0, 0, 0]]))
+    torch.testing.assert_close(mixed[0], revise(p, y, 0.8)[0])  # teacher right: β = η either way
+    assert mixed[1].argmax() == 1 and revise(p, y, 0.8)[1].argmax() == 0  # wrong: only revision rectifies
+    torch.testing.assert_close(mix_label(p, y, torch.tensor([1.0, 0.0])), torch.tensor([[0.7, 0.2, 0.1], [1.0, 0, 0]]))
+    assert "constant=True" in repr(LabelRevision(0.5, constant=True))
+    with pytest.raises(LtkdError):
+        LabelRevision(1.0, constant=True)
+
+
+def test_kd_mix_recipe_trains_with_the_constant_mix(digits):
+    from ltkd.experiment import run
+
+    teacher = build_model("cnn6x0.5", 10, 1)
+    m, _ = run("kd-mix", data=digits, epochs=1, device="cpu", options={"teacher": teacher, "eta": 0.6})
+    assert m["method"] == "kd-mix" and 0 <= m["overall"] <= 1 and m["options"]["eta"] == 0.6

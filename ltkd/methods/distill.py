@@ -316,7 +316,7 @@ register(Recipe("kd", "knowledge distillation (Hinton et al. 2015); teacher via 
 register(Recipe("dkd", "decoupled KD (Zhao et al. 2022): α·TCKD + β·NCKD; teacher via `ltkd distill`",
                 [Stage(objective=dkd_objective, name="dkd")], chapter="04"))  # fmt: skip
 
-DISTILL_METHODS = ("kd", "kd-lr", "kd-ds", "kd-lr-ds", "dkd", "dkd-lr-ds")
+DISTILL_METHODS = ("kd", "kd-lr", "kd-ds", "kd-lr-ds", "dkd", "dkd-lr-ds", "kd-mix")
 
 
 def _teacher_report(teacher: nn.Module, train, test, dev, source: str, seconds: float) -> dict[str, Any]:
@@ -438,7 +438,7 @@ def add_distill_command(sub) -> None:
     """``ltkd distill``: train (or load) a teacher, distil it into a student, write metrics.json."""
     from ..cli import _add_eval_every, _imbalance, _positive_int
 
-    p = sub.add_parser("distill", help="distil a teacher into a student (kd, kd-lr, kd-ds, kd-lr-ds, dkd, dkd-lr-ds)")
+    p = sub.add_parser("distill", help="distil a teacher into a student (kd, kd-lr, kd-ds, kd-lr-ds, dkd, dkd-lr-ds; kd-mix, the control)")
     p.add_argument("--teacher", required=True, help="PATH to an ltkd checkpoint (model.pt) or a MODEL name to train "
                    "with CE first (quick profile unless --profile)")  # fmt: skip
     p.add_argument("--student", default="cnn6x0.5", help="student model name (default cnn6x0.5)")

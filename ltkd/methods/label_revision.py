@@ -35,7 +35,12 @@ checks them against this file. Read top to bottom:
 3. :class:`LabelRevision` — revision as a module, the ``revision`` hook of any
    :class:`~ltkd.methods.distill.Distiller` (KD, DKD, …).
 4. Recipes ``kd-lr``, ``kd-ds``, ``kd-lr-ds``, ``dkd-lr-ds`` (options ``eta``, ``fraction``;
-   the teacher in ``options["teacher"]``; ``ltkd distill`` runs them).
+   the teacher in ``options["teacher"]``; ``ltkd distill`` runs them), and the control ``kd-mix``:
+   the label mixed in at the *constant* β = η on every sample (``LabelRevision(eta, constant=True)``).
+   With η = 0.8 label revision moves every target a fifth of the way to the label and, on top of that,
+   more where the teacher is wrong; ``kd-mix`` does only the first, so KD-LR against KD-mix measures the
+   part that rectifies the teacher's mistakes (where the teacher is confidently wrong, KD-mix's target
+   still points at the wrong class).
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ from .distill import COSINE_TEACHER_SCALE, _opt, _teacher, dkd_objective, kd_obj
 __all__ = [
     "revision_beta",
     "revise",
+    "mix_label",
     "LabelRevision",
     "selection_scores",
     "select_fraction",
@@ -74,29 +80,40 @@ def revision_beta(teacher_probs: torch.Tensor, y: torch.Tensor, eta: float = DEF
     return eta / (p_max - p_y + 1)
 
 
-def revise(teacher_probs: torch.Tensor, y: torch.Tensor, eta: float = DEFAULT_ETA) -> torch.Tensor:
-    """Revised targets p = β · p^t + (1 − β) · onehot(y), β from :func:`revision_beta`; argmax p = y."""
-    if not 0 < eta < 1:
-        raise LtkdError(f"label revision needs 0 < η < 1, got {eta}")
-    beta = revision_beta(teacher_probs, y, eta)[:, None]
+def mix_label(teacher_probs: torch.Tensor, y: torch.Tensor, beta: torch.Tensor | float) -> torch.Tensor:
+    """β · p^t + (1 − β) · onehot(y), with β a number or one per sample (shape (B,))."""
+    beta = torch.as_tensor(beta, dtype=teacher_probs.dtype, device=teacher_probs.device)
+    beta = beta[:, None] if beta.dim() == 1 else beta
     onehot = torch.zeros_like(teacher_probs).scatter_(1, y[:, None], 1.0)
     return beta * teacher_probs + (1 - beta) * onehot
 
 
-class LabelRevision(nn.Module):
-    """``revision(p_teacher, y)`` for a :class:`~ltkd.methods.distill.Distiller`."""
+def revise(teacher_probs: torch.Tensor, y: torch.Tensor, eta: float = DEFAULT_ETA) -> torch.Tensor:
+    """Revised targets p = β · p^t + (1 − β) · onehot(y), β from :func:`revision_beta`; argmax p = y."""
+    if not 0 < eta < 1:
+        raise LtkdError(f"label revision needs 0 < η < 1, got {eta}")
+    return mix_label(teacher_probs, y, revision_beta(teacher_probs, y, eta))
 
-    def __init__(self, eta: float = DEFAULT_ETA):
+
+class LabelRevision(nn.Module):
+    """``revision(p_teacher, y)`` for a :class:`~ltkd.methods.distill.Distiller`.
+
+    ``constant=True`` is the control, not the method: β = η on every sample, whether the teacher is right
+    or wrong (the recipe ``kd-mix``)."""
+
+    def __init__(self, eta: float = DEFAULT_ETA, constant: bool = False):
         super().__init__()
         if not 0 < eta < 1:
             raise LtkdError(f"label revision needs 0 < η < 1, got {eta}")
-        self.eta = float(eta)
+        self.eta, self.constant = float(eta), bool(constant)
 
     def forward(self, teacher_probs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.constant:
+            return mix_label(teacher_probs, y, self.eta)
         return revise(teacher_probs, y, self.eta)
 
     def extra_repr(self) -> str:
-        return f"eta={self.eta}"
+        return f"eta={self.eta}" + (", constant=True" if self.constant else "")
 
 
 # --------------------------------------------------------------------------------------
@@ -154,6 +171,10 @@ def kd_lr_objective(ctx: Context):
     return kd_objective(ctx, revision=_lr(ctx))
 
 
+def kd_mix_objective(ctx: Context):
+    return kd_objective(ctx, revision=LabelRevision(_opt(ctx, "eta", DEFAULT_ETA), constant=True))
+
+
 def kd_ds_objective(ctx: Context):
     return kd_objective(ctx, selected=_ds(ctx))
 
@@ -168,6 +189,8 @@ def dkd_lr_ds_objective(ctx: Context):
 
 register(Recipe("kd-lr", "KD with label revision (Lan et al. 2024); teacher via `ltkd distill`",
                 [Stage(objective=kd_lr_objective, name="kd-lr")], chapter="05"))  # fmt: skip
+register(Recipe("kd-mix", "control for label revision: KD with the label mixed in at a constant β = η on every "
+                "sample", [Stage(objective=kd_mix_objective, name="kd-mix")], chapter="05"))  # fmt: skip
 register(Recipe("kd-ds", "KD with data selection (teacher margin; this project's criterion)",
                 [Stage(objective=kd_ds_objective, name="kd-ds")], chapter="05"))  # fmt: skip
 register(Recipe("kd-lr-ds", "KD with label revision and data selection (Lan et al. 2024)",
