@@ -53,7 +53,7 @@ LT_IF, LT_NMAX = 100, 500
 SEEDS = (0, 1, 2)
 METHODS = ("ce", "kd", "kd-lr", "kd-ds", "kd-lr-ds", "dkd", "dkd-lr-ds", "kd-mix")
 FRACTIONS = (0.5, 0.7)
-LT_METHODS = ("kd", "kd-lr-ds")
+LT_METHODS = ("kd", "kd-lr-ds", "kd-lr", "kd-ds", "kd-mix")
 KEEP = ("overall", "balanced", "many", "medium", "few", "head", "middle", "tail", "per_class")
 
 
