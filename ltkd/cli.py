@@ -11,6 +11,7 @@ import math
 import sys
 
 from .errors import LtkdError
+from .profiles import PROFILES
 
 
 class _Parser(argparse.ArgumentParser):
@@ -70,7 +71,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="model name (default: the profile's)")
     p.add_argument("--epochs", type=_positive_int, default=None, help="stage-1 epochs (default: the profile's)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--profile", default=None, choices=["quick", "paper"], help="default: $LTKD_PROFILE or quick")
+    p.add_argument("--profile", default=None, choices=list(PROFILES), help="default: $LTKD_PROFILE or quick")
     p.add_argument("--device", default=None, help="cpu | cuda | mps (default: $LTKD_DEVICE, else the best there is)")
     p.add_argument("--out", default="runs/latest", help="output folder for metrics.json and model.pt")
     p.add_argument("--fusion-ratio", type=float, default=None, help="H2T: fraction of channels fused (default 0.25)")

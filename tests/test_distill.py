@@ -227,3 +227,16 @@ def test_cli_distill_reuses_the_teacher_it_finished(tmp_path, capsys):
     assert main([*args[:-4], "--teacher-epochs", "2", "--out", str(out)]) == 0  # another teacher: trained again
     third = json.loads((out / "metrics.json").read_text())["teacher"]
     assert third["source"].startswith("trained here:") and t_file.stat().st_mtime_ns != stamp
+
+
+def test_cli_distill_kd_paper_profile_trains_both_with_the_kd_recipe(tmp_path):
+    """--profile kd-paper: teacher and student on the KD papers' recipe, the student resnet8x4 unless named."""
+    out = tmp_path / "run"
+    assert main(["distill", "--teacher", "resnet8", "--profile", "kd-paper", "--method", "dkd", "--dataset", "digits",
+                 "--epochs", "2", "--teacher-epochs", "1", "--out", str(out)]) == 0  # fmt: skip
+    m = json.loads((out / "metrics.json").read_text())
+    t = json.loads((out / "teacher" / "metrics.json").read_text())
+    assert m["model"] == "resnet8x4" and m["profile"] == "kd-paper" and t["model"] == "resnet8"
+    for cfg in (m["stage_configs"]["dkd"], t["stage_configs"]["stage1"]):
+        assert cfg["batch_size"] == 64 and cfg["lr"] == 0.05 and cfg["weight_decay"] == 5e-4
+    assert m["stage_configs"]["dkd"]["milestones"] == [1, 1, 1]  # 150/180/210 of 240, moved in proportion to 2

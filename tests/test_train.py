@@ -230,6 +230,11 @@ def test_profiles():
     short = p.with_epochs(3).stage1
     assert short.warmup_epochs < 3 and all(1 <= m < 3 for m in short.milestones)
     assert q.with_epochs(30).stage1 == q.stage1.replace(epochs=30)  # cosine: nothing else to move
+    # the KD papers' CIFAR-100 recipe (../shared/METHODS.md): 240 epochs, batch 64, lr 0.05, x0.1 at 150/180/210
+    k = get_profile("kd-paper").stage1
+    assert (k.epochs, k.batch_size, k.lr, k.weight_decay, k.milestones, k.gamma, k.warmup_epochs) == (
+        240, 64, 0.05, 5e-4, (150, 180, 210), 0.1, 0)
+    assert get_profile("kd-paper").model == "resnet8x4" and get_profile("kd-paper").extra["teacher"] == "resnet32x4"
 
 
 def test_lr_schedule_warmup_then_steps():

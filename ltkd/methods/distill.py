@@ -341,6 +341,7 @@ def cmd_distill(args) -> int:
 
     if args.method not in DISTILL_METHODS:
         raise LtkdError(f"unknown distillation method {args.method!r}; choose one of {', '.join(DISTILL_METHODS)}")
+    args.student = args.student or get_profile(args.profile).extra.get("student", "cnn6x0.5")
     if args.student not in MODELS:
         raise LtkdError(f"unknown student model {args.student!r}; choose one of {', '.join(MODELS)}")
     for key, attr in (("eta", "eta"), ("fraction", "fraction"), ("T", "temperature"), ("alpha", "alpha"),
@@ -437,11 +438,13 @@ def _finite_float(s: str) -> float:
 def add_distill_command(sub) -> None:
     """``ltkd distill``: train (or load) a teacher, distil it into a student, write metrics.json."""
     from ..cli import _add_eval_every, _imbalance, _positive_int
+    from ..profiles import PROFILES
 
     p = sub.add_parser("distill", help="distil a teacher into a student (kd, kd-lr, kd-ds, kd-lr-ds, dkd, dkd-lr-ds; kd-mix, the control)")
     p.add_argument("--teacher", required=True, help="PATH to an ltkd checkpoint (model.pt) or a MODEL name to train "
                    "with CE first (quick profile unless --profile)")  # fmt: skip
-    p.add_argument("--student", default="cnn6x0.5", help="student model name (default cnn6x0.5)")
+    p.add_argument("--student", default=None,
+                   help="student model name (default cnn6x0.5; resnet8x4 with --profile kd-paper)")
     p.add_argument("--method", default="kd", choices=list(DISTILL_METHODS))
     p.add_argument("--dataset", default="digits", help="digits | fashion-mnist | cifar10 | cifar100 | PATH")
     p.add_argument("--imbalance", type=_imbalance, default=1.0, help="imbalance factor (default 1 = balanced)")
@@ -449,9 +452,9 @@ def add_distill_command(sub) -> None:
     p.add_argument("--epochs", type=_positive_int, default=None, help="student epochs (default: the profile's)")
     p.add_argument("--teacher-epochs", type=_positive_int, default=None, help="epochs when training the teacher")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--profile", default=None, choices=["quick", "paper"],
-                   help="default: $LTKD_PROFILE or quick; `paper` is the long-tailed CIFAR recipe "
-                        "(200 epochs, batch 128, lr 0.1), not the KD papers' 240-epoch one")
+    p.add_argument("--profile", default=None, choices=list(PROFILES),
+                   help="default: $LTKD_PROFILE or quick; `kd-paper` is the KD papers' CIFAR-100 recipe (240 epochs, "
+                        "batch 64, lr 0.05; teacher and student both), `paper` the long-tailed CIFAR one (200 epochs)")
     p.add_argument("--device", default=None)
     p.add_argument("--out", default="runs/distill", help="output folder (metrics.json, model.pt, teacher/)")
     p.add_argument("--T", dest="temperature", type=_finite_float, default=None, help="temperature (default 4)")
