@@ -9,10 +9,17 @@ import os as _os
 
 from .errors import LtkdError
 
-if _os.environ.get("LTKD_THREADS"):  # e.g. LTKD_THREADS=1 to run two jobs side by side on 2 cores
-    import torch as _torch
+if _os.environ.get("LTKD_THREADS", "").strip():  # e.g. LTKD_THREADS=1 to run two jobs side by side on 2 cores
+    _threads = _os.environ["LTKD_THREADS"].strip()
+    if _threads.isdigit() and int(_threads) > 0:
+        import torch as _torch
 
-    _torch.set_num_threads(int(_os.environ["LTKD_THREADS"]))
+        _torch.set_num_threads(int(_threads))
+    else:
+        import warnings as _warnings
+
+        _warnings.warn(f"LTKD_THREADS={_threads!r} is not a positive whole number; ignored (torch's default threads)",
+                       stacklevel=2)  # fmt: skip
 
 __version__ = "0.1.0"
 __all__ = ["LtkdError", "__version__"]

@@ -62,6 +62,12 @@ def get_device(preferred: str | None = None) -> torch.device:
             raise LtkdError(f"unknown device {name!r} (try cpu, cuda, cuda:1, mps)") from e
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise LtkdError(f"device {name!r} asked for, but CUDA is not available here")
+        if dev.type not in ("cpu", "cuda"):  # mps, xpu, ...: usable only if this torch build and machine have it
+            try:
+                torch.empty(1, device=dev)
+            except (RuntimeError, AssertionError) as e:
+                raise LtkdError(f"device {name!r} asked for, but it is not available here: "
+                                f"{str(e).splitlines()[0][:160]}") from e  # fmt: skip
         return dev
     if torch.cuda.is_available():
         return torch.device("cuda")

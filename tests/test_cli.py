@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from ltkd.cli import main
 
@@ -37,6 +38,11 @@ def _run(*args):
         (["train", "--set", "la_tau=nan"], "must be finite"),
         (["train", "--set", "h2t_bn=sometimes"], "option h2t_bn takes one of frozen, train"),
         (["distill", "--teacher", "cnn6", "--set", "kd_weight=?"], "option kd_weight takes a number"),
+        (["train", "--device", "banana"], "unknown device 'banana'"),
+        pytest.param(["train", "--device", "mps"], "device 'mps' asked for, but it is not available here",
+                     marks=pytest.mark.skipif(torch.backends.mps.is_available(), reason="this machine has MPS")),
+        pytest.param(["train", "--device", "cuda"], "device 'cuda' asked for, but CUDA is not available here",
+                     marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),
     ],
 )
 def test_cli_errors_one_line_exit_2(args, needle, capsys):
@@ -62,6 +68,15 @@ def test_cli_errors_one_line_exit_2_in_a_fresh_process(args, needle):
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("ltkd: error:") and needle in lines[0], r.stderr
+
+
+def test_a_bad_thread_count_is_a_warning_not_a_crash():
+    r = subprocess.run([sys.executable, "-W", "always", "-c", "import ltkd, torch; print(torch.get_num_threads())"],
+                       capture_output=True, text=True, env={**os.environ, "LTKD_THREADS": "two"})  # fmt: skip
+    assert r.returncode == 0 and "LTKD_THREADS='two' is not a positive whole number; ignored" in r.stderr, r.stderr
+    r = subprocess.run([sys.executable, "-c", "import ltkd, torch; print(torch.get_num_threads())"],
+                       capture_output=True, text=True, env={**os.environ, "LTKD_THREADS": "1"})  # fmt: skip
+    assert r.returncode == 0 and r.stdout.strip() == "1"
 
 
 def test_cli_unreadable_folder(tmp_path):
