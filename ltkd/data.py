@@ -464,15 +464,20 @@ def long_tail(
     label order and keeps the first n_i — the LDAM-DRW procedure, so seed 0 picks the same
     images as the published CIFAR-LT benchmarks on every machine. ``n_max`` defaults to the
     smallest class's size in ``data`` (the per-class size of a balanced source); ``imbalance=1``
-    keeps it balanced (capped at ``n_max``).
+    keeps it balanced (``n_max`` per class). A class with fewer images than its count is an error,
+    not a silently shorter class.
     """
     avail = data.counts
     if n_max is None:
         n_max = int(avail.min())
     if n_max < 1:
         raise LtkdError("n_max must be at least 1")
-    want = np.minimum(lt_counts(n_max, data.num_classes, imbalance, profile), avail)
-    want = np.maximum(want, 1)
+    want = np.maximum(lt_counts(n_max, data.num_classes, imbalance, profile), 1)
+    short = np.flatnonzero(want > avail)
+    if len(short):  # capping would silently give another tail than the one asked for (and label it as asked)
+        c = int(short[0])
+        raise LtkdError(f"class {c} has {int(avail[c])} images but this long tail (IF {imbalance:g}, n_max {n_max}, "
+                        f"{profile}) asks for {int(want[c])}; lower n_max (at most {int(avail.min())} always fits)")
     rng = np.random.RandomState(seed)
     labels = data.labels.numpy()
     keep = []

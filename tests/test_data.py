@@ -46,6 +46,15 @@ def test_bad_imbalance_and_profile():
         lt_counts(100, 10, 10, "linear")
 
 
+def test_long_tail_refuses_counts_the_data_do_not_have():
+    d = _fake(n_per=50)
+    assert long_tail(d, 10, n_max=50).counts.tolist() == lt_counts(50, 4, 10).tolist()
+    with pytest.raises(LtkdError, match=r"class 0 has 50 images but this long tail \(IF 10, n_max 80, exp\) asks for 80"):
+        long_tail(d, 10, n_max=80)  # capped, it would be a tail of 50/37/17/8, not IF 10
+    with pytest.raises(LtkdError, match="class 0 has 50 images"):
+        long_tail(d, 1, n_max=51)
+
+
 def _fake(n_per=50, c=4, hw=8, ch=1):
     x = torch.randint(0, 256, (n_per * c, ch, hw, hw), dtype=torch.uint8)
     y = torch.arange(c).repeat_interleave(n_per)
