@@ -162,7 +162,8 @@ def run_all(a) -> None:
             if a.time_budget and time.perf_counter() - t_start + est > a.time_budget:
                 print(f"  {method} seed {seed}: skipped, {est:.0f} s would pass the {a.time_budget} s budget", flush=True)
                 continue
-            unpark(method, seed, outdir, Path(a.parked))
+            if not a.smoke:  # a smoke run is never a parked paper run
+                unpark(method, seed, outdir, Path(a.parked))
             state, info = None, {}
             if reuse and (ce_dir / "model.pt").is_file():
                 from ltkd.train import load_model_state
