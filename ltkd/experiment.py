@@ -245,7 +245,8 @@ def run(
     }
     if outdir and is_main():  # under torchrun only rank 0 writes (every rank holds the same model)
         save_model(net, outdir / "model.pt", arch=model_name, num_classes=train.num_classes,
-                   in_channels=train.in_channels, head=type(net.head).__name__, method=method)  # fmt: skip
+                   in_channels=train.in_channels, head=type(net.head).__name__, method=method,
+                   dataset=train.name, image_size=[int(v) for v in train.images.shape[2:]])  # fmt: skip
         tmp = outdir / "metrics.json.tmp"
         tmp.write_text(json.dumps(metrics, indent=2))
         os.replace(tmp, outdir / "metrics.json")

@@ -153,6 +153,18 @@ def test_load_teacher_round_trip_and_errors(tmp_path):
         load_teacher(tmp_path / "t.pt", 5, 1)
 
 
+def test_a_teacher_trained_on_other_image_sizes_is_refused(tmp_path, capsys):
+    """`ltkd train` records the image size; a digits (8×8) teacher cannot distil into a Fashion-MNIST student."""
+    from ltkd.errors import LtkdError
+
+    assert main(["train", "--model", "cnn6x0.5", "--epochs", "1", "--out", str(tmp_path / "t")]) == 0  # digits
+    ck = torch.load(tmp_path / "t" / "model.pt", weights_only=True)
+    assert ck["image_size"] == [8, 8] and ck["dataset"] == "digits"
+    with pytest.raises(LtkdError, match=r"trained on 8×8 images \(digits\), the data are 28×28"):
+        load_teacher(tmp_path / "t" / "model.pt", 10, 1, image_size=(28, 28))
+    assert load_teacher(tmp_path / "t" / "model.pt", 10, 1, image_size=(8, 8)) is not None
+
+
 def test_cli_distill_writes_metrics_with_teacher(tmp_path, capsys):
     train, _ = load("digits")
     teacher = build_model("cnn6x0.5", 10, 1)

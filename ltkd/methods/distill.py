@@ -233,11 +233,19 @@ class DKD(Distiller):
 # 5. Teachers: loaded or trained here, never downloaded
 # --------------------------------------------------------------------------------------
 def load_teacher(path: str | os.PathLike, num_classes: int | None = None, in_channels: int | None = None,
-                 device=None) -> nn.Module:  # fmt: skip
-    """A model from an ``ltkd`` checkpoint (``ltkd train --out``, :func:`ltkd.train.save_model`), in eval mode."""
+                 device=None, image_size: tuple[int, int] | None = None) -> nn.Module:  # fmt: skip
+    """A model from an ``ltkd`` checkpoint (``ltkd train --out``, :func:`ltkd.train.save_model`), in eval mode.
+
+    The checkpoint must fit the data: ``num_classes``, ``in_channels`` and, where the checkpoint records the
+    image size it was trained on (``ltkd train`` does), ``image_size`` (H, W) — a convolutional teacher with
+    global pooling would otherwise run on images of another size and give soft labels that mean nothing."""
     from ..train import load_model_state
 
     ck = load_model_state(path)
+    trained = ck.get("image_size")
+    if image_size is not None and trained is not None and list(trained) != [int(v) for v in image_size]:
+        raise LtkdError(f"{path}: teacher was trained on {trained[0]}×{trained[1]} images ({ck.get('dataset', '?')}), "
+                        f"the data are {image_size[0]}×{image_size[1]}")  # fmt: skip
     arch = ck.get("arch")
     if arch not in MODELS:
         raise LtkdError(f"{path}: checkpoint names no known architecture (arch={arch!r}); save it with ltkd train")
@@ -355,7 +363,7 @@ def cmd_distill(args) -> int:
     prof = get_profile(args.profile)
     out = Path(args.out)
     if Path(args.teacher).is_file():
-        teacher = load_teacher(args.teacher, train.num_classes, train.in_channels, dev)
+        teacher = load_teacher(args.teacher, train.num_classes, train.in_channels, dev, train.images.shape[2:])
         source = f"checkpoint {args.teacher}"
     elif args.teacher in MODELS:
         teacher = _finished_teacher(out / "teacher", args.teacher, train, prof, args.teacher_epochs, args.seed, dev)
@@ -416,7 +424,7 @@ def _finished_teacher(folder: Path, model: str, train, profile, epochs: int | No
             "train_counts": [int(c) for c in train.counts], "epochs": prof.stage1.epochs}  # fmt: skip
     if any(m.get(k) != v for k, v in want.items()):
         return None
-    return load_teacher(pt, train.num_classes, train.in_channels, device)
+    return load_teacher(pt, train.num_classes, train.in_channels, device, train.images.shape[2:])
 
 
 def _arch_of(path: str) -> str | None:
