@@ -284,26 +284,33 @@ def _decode(raw: bytes, size: int | None) -> np.ndarray:
 
 def _read_class_tree(path: Path, size: int | None) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Read ``<root>/<class>/<image>`` from a folder or a .tar(.gz); classes sorted by name."""
-    items: list[tuple[str, bytes]] = []  # (class name, raw bytes)
+    items: list[tuple[str, bytes, str]] = []  # (class name, raw bytes, where it came from)
     if path.is_dir():
         for cdir in sorted(p for p in path.iterdir() if p.is_dir()):
             for f in sorted(cdir.iterdir()):
                 if f.suffix.lower() in _IMG_EXT:
-                    items.append((cdir.name, f.read_bytes()))
+                    items.append((cdir.name, f.read_bytes(), str(f)))
     else:
         with tarfile.open(path) as tar:
             members = sorted((m for m in tar.getmembers() if m.isfile()), key=lambda m: m.name)
             for m in members:
                 parts = Path(m.name).parts
                 if len(parts) >= 2 and Path(m.name).suffix.lower() in _IMG_EXT:
-                    items.append((parts[-2], tar.extractfile(m).read()))  # type: ignore[union-attr]
+                    items.append((parts[-2], tar.extractfile(m).read(), f"{path}:{m.name}"))  # type: ignore[union-attr]
     if not items:
         raise LtkdError(f"{path}: no images found in class sub-folders (<root>/<class>/<image>)")
-    classes = sorted({c for c, _ in items})
-    first = _decode(items[0][1], size)
+    classes = sorted({c for c, _, _ in items})
+
+    def decode(raw: bytes, where: str, size: int | None) -> np.ndarray:
+        try:
+            return _decode(raw, size)
+        except OSError as e:  # PIL's UnidentifiedImageError, a truncated file: name the file
+            raise LtkdError(f"{where}: not a readable image ({type(e).__name__}); remove or replace it") from e
+
+    first = decode(items[0][1], items[0][2], size)
     size = size or first.shape[0]
-    x = np.stack([_decode(raw, size) for _, raw in items]).transpose(0, 3, 1, 2)
-    y = np.array([classes.index(c) for c, _ in items], np.int64)
+    x = np.stack([decode(raw, where, size) for _, raw, where in items]).transpose(0, 3, 1, 2)
+    y = np.array([classes.index(c) for c, _, _ in items], np.int64)
     return np.ascontiguousarray(x), y, classes
 
 

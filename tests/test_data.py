@@ -191,6 +191,9 @@ def test_imagefolder_reads_class_tree(tmp_path, monkeypatch):
     assert tr3.counts.tolist() == [5, 8]
     (tmp_path / "imgs" / "train" / "ant" / "0.png").unlink()
     assert load(str(tmp_path / "imgs"))[0].counts.tolist() == [4, 8]
+    (tmp_path / "imgs" / "test" / "cat" / "9.jpg").write_bytes(b"not an image")  # the error names the file
+    with pytest.raises(LtkdError, match=r"test/cat/9.jpg: not a readable image \(UnidentifiedImageError\)"):
+        load(str(tmp_path / "imgs"))
 
 
 def _tiny(labels, classes=("a", "b", "c")):
