@@ -231,6 +231,20 @@ def park(out: Path, parked: Path) -> list[str]:
     return lines or [f"no unfinished runs under {out}"]
 
 
+def parked_status(parked: Path, out: Path) -> list[str]:
+    """One line per parked run that has no folder of its own under ``out`` yet (a fresh checkout's)."""
+    lines = []
+    for d in sorted(Path(parked).glob("*/seed*")):
+        if (Path(out) / d.parent.name / d.name).exists():
+            continue
+        info = json.loads((d / "parked.json").read_text()) if (d / "parked.json").is_file() else {}
+        for ck in sorted(d.glob("*.ckpt")):
+            epoch = torch.load(ck, map_location="cpu", weights_only=True)["epoch"]
+            lines.append(f"{d.parent.name} {d.name}: parked at {ck.stem} epoch {epoch} ({info.get('device_name')}, "
+                         f"{info.get('parked', '?')}); continues when this run starts on that kind of device")  # fmt: skip
+    return lines
+
+
 def unpark(method: str, seed: int, outdir: Path, parked: Path) -> bool:
     """Before a run starts: if it has no checkpoint of its own but one is parked, continue from the parked one."""
     import shutil
@@ -553,7 +567,7 @@ def main(argv=None) -> int:
         p.error(f"--eval-every must be 0 (off) or positive, got {a.eval_every}")
     a.out = a.out or str(ROOT / "runs" / ("reproduce-smoke" if a.smoke else "reproduce"))
     if a.status:
-        print("\n".join(status(Path(a.out))))
+        print("\n".join(status(Path(a.out)) + parked_status(Path(a.parked), Path(a.out))))
         return 0
     if a.park:
         print("\n".join(park(Path(a.out), Path(a.parked))))

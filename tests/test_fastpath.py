@@ -215,7 +215,9 @@ def test_parked_runs_continue_in_a_fresh_checkout(tmp_path, capsys):
     (out / "la" / "seed1" / "metrics.json").write_text(json.dumps({"overall": 0.7}))
     assert rep.park(out, parked) == [f"ce seed0: stage1 epoch 3 parked in {parked / 'ce' / 'seed0' / 'stage1.ckpt'}"]
     assert not (parked / "la").exists() and not list(parked.rglob("*.tmp"))
+    assert rep.parked_status(parked, fresh)[0].startswith(f"ce seed0: parked at stage1 epoch 3 ({rep.device_here()}, ")
     assert rep.unpark("ce", 0, fresh / "ce" / "seed0", parked)
+    assert rep.parked_status(parked, fresh) == []  # it has its own folder now
     assert torch.load(fresh / "ce" / "seed0" / "checkpoints" / "stage1.ckpt", weights_only=True)["epoch"] == 3
     assert "continuing the run parked in" in capsys.readouterr().out
     torch.save({"epoch": 5, "history_rows": []}, fresh / "ce" / "seed0" / "checkpoints" / "stage1.ckpt")
