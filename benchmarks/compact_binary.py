@@ -1,4 +1,4 @@
-"""Chapter 8's sweep: binary-stacked networks for several (m, k) against full precision and a plain
+"""Chapter 7's sweep: binary-stacked networks for several (m, k) against full precision and a plain
 binary network — accuracy against the exported file's compression ratio.
 
 Fashion-MNIST (balanced, a seeded subsample of the training set, the full 10,000-image test set),
@@ -59,7 +59,7 @@ def main(argv=None) -> None:
     out = Path(args.out)
     payload = json.loads(out.read_text()) if out.is_file() else {}
     train, test = get_data("fashion-mnist", PER_CLASS)
-    payload.update(chapter="08", dataset="fashion-mnist", profile="quick (stage-1 recipe, epochs reduced, batch 32)",
+    payload.update(chapter="07", dataset="fashion-mnist", profile="quick (stage-1 recipe, epochs reduced, batch 32)",
                    train_images=len(train), per_class=PER_CLASS, test_images=len(test), epochs=EPOCHS, widths=list(WIDTHS),
                    environment=environment())  # fmt: skip
     runs = payload.setdefault("runs", [])

@@ -1,4 +1,4 @@
-"""Shared plumbing for chapters 7 and 8's sweeps (``compact_tissuenet.py``, ``compact_binary.py``):
+"""Shared plumbing for chapters 6 and 7's sweeps (``compact_tissuenet.py``, ``compact_binary.py``):
 a seeded balanced subsample, one training run with the quick profile's stage-1 recipe, and a
 results file rewritten after every run (so a stopped sweep keeps what it finished)."""
 

@@ -1,4 +1,4 @@
-"""Chapter 7's sweep: TissueNet styles against their dense baselines (accuracy vs parameters/FLOPs).
+"""Chapter 6's sweep: TissueNet styles against their dense baselines (accuracy vs parameters/FLOPs).
 
 Fashion-MNIST (balanced, a seeded subsample of the training set, the full 10,000-image test set)
 and, where ``../shared/data/cifar10-jpeg`` exists, CIFAR-10 (JPEG copy, subsampled the same way);
@@ -48,7 +48,7 @@ def main(argv=None) -> None:
     out = Path(args.out)
     payload = json.loads(out.read_text()) if out.is_file() else {}
     payload.setdefault("datasets", {})
-    payload.update(chapter="07", profile="quick (stage-1 recipe, epochs reduced, batch 32)", widths=list(WIDTHS),
+    payload.update(chapter="06", profile="quick (stage-1 recipe, epochs reduced, batch 32)", widths=list(WIDTHS),
                    blocks_per_stage=1, environment=environment())  # fmt: skip
     runs = payload.setdefault("runs", [])
     done = {(r["dataset"], r["label"], r["seed"]) for r in runs}

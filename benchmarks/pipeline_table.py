@@ -1,11 +1,11 @@
-"""Chapter 9's table over seeds: a GCL two-stage teacher distilled with label revision and data
+"""Chapter 8's table over seeds: a GCL two-stage teacher distilled with label revision and data
 selection (KD + LR + DS) into two compact students, each also trained alone with CE, on
 Fashion-MNIST-LT IF 100, ``quick`` profile, seeds 0, 1, 2.
 
 Per seed: the teacher (``ltkd.experiment.run("gcl")``), then for each student — a TissueNet-style
 ResNet of stacked units (m = 4) and a binary-stacked net (m = 16, k = 8) — one CE run and one
 KD + LR + DS run (η = 0.8, the teacher supervises the 90 % of samples with the best margin). The
-students and settings are chapter 9's; the chapter runs seed 0 of the TissueNet student live and
+students and settings are chapter 8's; the chapter runs seed 0 of the TissueNet student live and
 shows this file for the rest.
 
     LTKD_THREADS=2 python benchmarks/pipeline_table.py       # writes benchmarks/results/pipeline_quick.json
@@ -13,7 +13,7 @@ shows this file for the rest.
 The JSON is rewritten after every run and a rerun skips the runs already there (teachers are cached
 in ``runs/pipeline_table_cache``), so the script can be stopped and resumed. Seed 0's teacher is also
 kept in the repository (``benchmarks/results/pipeline_teacher_fashion-mnist_if100_quick_seed0.pt``,
-float32, ≈ 0.3 MB; ``--save-teacher-seeds``), and chapter 9 loads it instead of training it — the
+float32, ≈ 0.3 MB; ``--save-teacher-seeds``), and chapter 8 loads it instead of training it — the
 chapter's live students then distil the very teacher this table's seed-0 rows used. A teacher that has
 to be retrained (its weights gone) takes its seed's distilled rows with it: they are dropped and rerun
 with the new teacher, never mixed (a retrained teacher can match the old one's test accuracy class by
@@ -50,7 +50,7 @@ HOWS = ("CE alone", "KD + LR + DS")
 
 
 def make_student(name: str, num_classes: int, in_channels: int, seed: int) -> torch.nn.Module:
-    """Chapter 9's two compact students, initialised from ``seed``."""
+    """Chapter 8's two compact students, initialised from ``seed``."""
     torch.manual_seed(seed)
     if name == STUDENTS[0]:
         return TN.build("resnet", num_classes, in_channels, m=4, widths=(16, 16, 32, 64), blocks_per_stage=1)
@@ -60,7 +60,7 @@ def make_student(name: str, num_classes: int, in_channels: int, seed: int) -> to
 
 
 def teacher_file_name(dataset: str, imbalance: float, profile: str, seed: int) -> str:
-    """The kept teacher's file name; chapter 9 loads ``teacher_file_name("fashion-mnist", 100, "quick", 0)``."""
+    """The kept teacher's file name; chapter 8 loads ``teacher_file_name("fashion-mnist", 100, "quick", 0)``."""
     return f"pipeline_teacher_{dataset}_if{imbalance:g}_{profile}_seed{seed}.pt"
 
 
@@ -95,7 +95,7 @@ def main(argv=None) -> None:
     ap.add_argument("--cache", default="runs/pipeline_table_cache")
     ap.add_argument("--teacher-dir", default=str(ROOT / "results"), help="where the teachers of --save-teacher-seeds go")
     ap.add_argument("--save-teacher-seeds", type=int, nargs="*", default=[0],
-                    help="seeds whose teacher is kept in --teacher-dir (chapter 9 loads seed 0's)")
+                    help="seeds whose teacher is kept in --teacher-dir (chapter 8 loads seed 0's)")
     args = ap.parse_args(argv)
 
     out, cache = Path(args.out), Path(args.cache)

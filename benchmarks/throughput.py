@@ -218,7 +218,7 @@ def compare(a) -> dict:
 # A/B: channels-last and torch.compile
 # --------------------------------------------------------------------------------------
 def _ab_model(name: str, num_classes: int, in_channels: int) -> torch.nn.Module:
-    """The A/B's models: the engine's cnn6 and resnet32, and chapter 9's two compact students."""
+    """The A/B's models: the engine's cnn6 and resnet32, and chapter 8's two compact students."""
     if name == "tissuenet-resnet-m4":
         from ltkd.methods import tissuenet
 

@@ -1,4 +1,4 @@
-"""Chapter 8's stacked binary filters: STEs, split–transform–merge, storage, export/load."""
+"""Chapter 7's stacked binary filters: STEs, split–transform–merge, storage, export/load."""
 
 import math
 
@@ -148,7 +148,7 @@ def test_engine_trains_a_binary_stacked_net(digits):
 def test_selection_is_the_exported_index_even_where_the_softmax_ties():
     """Two selection logits one float apart: the softmax rounds them to one value (and its argmax picks the
     first), the exported index is the larger logit; the forward pass must use the same one, or a reloaded
-    network computes something else (chapter 8 found this after training)."""
+    network computes something else (chapter 7 found this after training)."""
     a = torch.tensor(0.1)
     logits = torch.stack([a, torch.nextafter(a, torch.tensor(1.0)), torch.tensor(-0.5)]).view(1, 1, 3)
     assert torch.softmax(logits, -1)[0, 0, 0] == torch.softmax(logits, -1)[0, 0, 1]  # the tie the test is about

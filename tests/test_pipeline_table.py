@@ -1,5 +1,5 @@
 """benchmarks/pipeline_table.py's bookkeeping: which saved teacher a rerun loads, and which rows a retrained
-teacher invalidates (chapter 9's live students must distil the teacher the table's seed-0 rows used)."""
+teacher invalidates (chapter 8's live students must distil the teacher the table's seed-0 rows used)."""
 
 from __future__ import annotations
 
@@ -42,5 +42,5 @@ def test_kept_teacher_name_is_the_one_chapter_9_loads():
     name = PT.teacher_file_name("fashion-mnist", 100.0, "quick", 0)
     assert name == "pipeline_teacher_fashion-mnist_if100_quick_seed0.pt"
     assert (Path(PT.ROOT) / "results" / name).is_file()
-    chapter = (Path(PT.ROOT).parent / "notebooks" / "09_putting_it_together.ipynb").read_text()
+    chapter = (Path(PT.ROOT).parent / "notebooks" / "08_putting_it_together.ipynb").read_text()
     assert "pipeline_teacher_{DATASET}_if{IMBALANCE:g}_{PROFILE}_seed{SEED}.pt" in chapter

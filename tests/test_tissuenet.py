@@ -1,4 +1,4 @@
-"""Chapter 7's TissueNet pieces: units, stacked layers, formulas, builders, TCA/TSA."""
+"""Chapter 6's TissueNet pieces: units, stacked layers, formulas, builders, TCA/TSA."""
 
 import math
 

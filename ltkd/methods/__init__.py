@@ -6,7 +6,7 @@ top to bottom beside its chapter:
 
 * ``baselines.py`` — CE, cRT (chapter 1), and the long-tail baselines (chapter 2)
 * ``gcl.py``, ``h2t.py``, ``distill.py``, ``label_revision.py``, ``tissuenet.py``,
-  ``binary_stack.py`` — chapters 2–8.
+  ``binary_stack.py`` — chapters 2–7.
 
 A method file registers its recipes with :func:`register`; importing this package imports
 them all.

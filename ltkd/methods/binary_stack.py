@@ -1,7 +1,7 @@
 """Stacking low-dimensional binary convolution filters.
 
 Lan & Lan, "Compressing deep convolutional neural networks by stacking low-dimensional binary
-convolution filters", AAAI 2021. Chapter 8 (``notebooks/08_binary_filter_stacking.ipynb``)
+convolution filters", AAAI 2021. Chapter 7 (``notebooks/07_binary_filter_stacking.ipynb``)
 builds every piece of this file.
 
 A convolution layer has c_out filters of size d×d×c_in. Cut every filter along its channels into
@@ -235,7 +235,7 @@ def build(kind: str = "stack", num_classes: int = 10, in_channels: int = 1, *, m
     """``build("stack", 10, 1, m=32, k=16)``; ``kind="binary"`` / ``"float"`` give the baselines.
 
     ``mode`` ("stm" or "materialised") is how the stacked layers compute their forward pass; the
-    two are the same function (chapter 8 checks it), so a network can train in one and run in the
+    two are the same function (chapter 7 checks it), so a network can train in one and run in the
     other (``for l in net.binary_layers(): l.mode = ...``)."""
     if kind == "stack":
         bad = [c for c in widths[:-1] if c % k]

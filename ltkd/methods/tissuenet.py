@@ -2,7 +2,7 @@
 
 Lan, Cheung, Jiang, Hu, Li, "Compact neural network via stacking hybrid units", IEEE TPAMI
 46(1), 2024 (arXiv 2205.01508, "Compact neural networks via stacking designed basic units").
-Chapter 7 (``notebooks/07_stacking_basic_units.ipynb``) builds every piece of this file.
+Chapter 6 (``notebooks/06_stacking_basic_units.ipynb``) builds every piece of this file.
 
 * A **basic unit** {c'_in, c_h, c'_out} is a tiny two-layer net: a d×d convolution
   c'_in → c_h, BatchNorm, ReLU, a d×d convolution c_h → c'_out (:class:`BasicUnit`).
