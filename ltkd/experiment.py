@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import os
 import platform
 import time
@@ -19,14 +18,16 @@ from typing import Any
 import torch
 from torch import nn
 
+from .checkpoint import module_digest, save_model, write_json
 from .data import ImageData, load, long_tail
+from .device import get_device
 from .distributed import is_main
 from .errors import LtkdError
 from .methods import OPTIONS, RANGES, Context, Recipe, check_option, get_method, stage_config
 from .metrics import accuracy_report, count_flops, count_params
 from .models import MODELS, build_model, set_head
 from .profiles import Profile, get_profile
-from .train import fit, get_device, module_digest, predict, save_model
+from .train import fit, predict
 
 __all__ = ["run", "run_stages", "prepare_data", "evaluate", "best_evaluated", "environment"]
 
@@ -63,7 +64,7 @@ def run_stages(
     ``test_tail`` and ``test_seconds`` (the evaluation's time, not counted in ``seconds``). Evaluation
     draws no random numbers and updates no BatchNorm statistics, so the run trains exactly as without it.
     """
-    dev = get_device(device) if not isinstance(device, torch.device) else device
+    dev = get_device(device)
     if eval_every and eval_every < 0:
         raise LtkdError(f"eval_every must be ≥ 0 (0 = off), got {eval_every}")
     if eval_every and test is None:
@@ -247,9 +248,7 @@ def run(
         save_model(net, outdir / "model.pt", arch=model_name, num_classes=train.num_classes,
                    in_channels=train.in_channels, head=type(net.head).__name__, method=method,
                    dataset=train.name, image_size=[int(v) for v in train.images.shape[2:]])  # fmt: skip
-        tmp = outdir / "metrics.json.tmp"
-        tmp.write_text(json.dumps(metrics, indent=2))
-        os.replace(tmp, outdir / "metrics.json")
+        write_json(outdir / "metrics.json", metrics)
         for f in (outdir / "checkpoints").glob("*.ckpt"):
             f.unlink()
     return metrics, net
