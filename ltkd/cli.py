@@ -74,7 +74,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", default=None, choices=list(PROFILES), help="default: $LTKD_PROFILE or quick")
     p.add_argument("--device", default=None, help="cpu | cuda | mps (default: $LTKD_DEVICE, else the best there is)")
     p.add_argument("--out", default="runs/latest", help="output folder for metrics.json and model.pt")
-    p.add_argument("--fusion-ratio", type=float, default=None, help="H2T: fraction of channels fused (default 0.25)")
+    p.add_argument("--fusion-ratio", default=None, help="H2T: fraction of channels fused (= --set fusion_ratio=R)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="options",
                    help="a method option, e.g. --set gcl_eps=0.25 (repeatable; `ltkd methods` lists them)")
     _add_eval_every(p)
@@ -88,13 +88,11 @@ def _add_eval_every(p: argparse.ArgumentParser) -> None:
 
 
 def _options(args) -> dict:
-    from .methods import parse_option
+    from .methods import check_option, parse_option
 
     opts = dict(parse_option(text) for text in getattr(args, "options", None) or [])
     if getattr(args, "fusion_ratio", None) is not None:
-        opts["fusion_ratio"] = args.fusion_ratio
-    if "fusion_ratio" in opts and not 0 <= opts["fusion_ratio"] <= 1:
-        raise LtkdError(f"--fusion-ratio must be in [0, 1], got {opts['fusion_ratio']}")
+        opts["fusion_ratio"] = check_option("fusion_ratio", args.fusion_ratio, "--fusion-ratio")
     return opts
 
 
@@ -129,19 +127,17 @@ def cmd_datasets(args) -> int:
 
 
 def cmd_methods(args) -> int:
-    from .methods import METHODS, _load_all
+    from .methods import METHODS, OPTIONS
 
-    _load_all()
     w = max(map(len, METHODS))
     for name in sorted(METHODS):
         print(f"{name:<{w}}  {METHODS[name].description}")
-    from .methods import OPTIONS
-
-    print("\noptions (ltkd train --set KEY=VALUE; defaults in brackets):")
+    print("\noptions (ltkd train --set KEY=VALUE): what each takes, and its default where it has one of its own")
     w = max(map(len, OPTIONS))
-    for key, (values, text) in OPTIONS.items():
-        kind = "number" if values == "number" else " | ".join(values)
-        print(f"  {key:<{w}}  {text}  [{kind}]")
+    for key, o in OPTIONS.items():
+        kind = f"number {o.span()}".strip() if o.kind == "number" else " | ".join(o.kind)
+        default = "" if o.default is None else f"; default {o.default:g}" if o.kind == "number" else f"; default {o.default}"
+        print(f"  {key:<{w}}  {o.help}  [{kind}{default}]")
     return 0
 
 
@@ -165,9 +161,8 @@ _EXTRA_COMMANDS: list = []
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        from . import methods
+        from . import methods  # noqa: F401  (the method files: their sub-commands and options)
 
-        methods._load_all()
         parser = build_parser()
         try:
             args = parser.parse_args(argv)

@@ -11,7 +11,6 @@ import dataclasses
 import os
 import platform
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from .data import ImageData, load, long_tail
 from .device import get_device
 from .distributed import is_main
 from .errors import LtkdError
-from .methods import OPTIONS, RANGES, Context, Recipe, check_option, get_method, stage_config
+from .methods import Context, Recipe, check_options, get_method, stage_config
 from .metrics import accuracy_report, count_flops, count_params
 from .models import MODELS, build_model, set_head
 from .profiles import Profile, get_profile
@@ -69,14 +68,7 @@ def run_stages(
         raise LtkdError(f"eval_every must be ≥ 0 (0 = off), got {eval_every}")
     if eval_every and test is None:
         raise LtkdError("eval_every needs the test set (test=...)")
-    unknown = sorted(set(options or {}) - set(OPTIONS) - {"teacher"})
-    if unknown:  # a warning, not an error: a recipe of your own may read keys of its own
-        warnings.warn(f"options {unknown} are read by none of ltkd's methods (a typo?); known: {', '.join(OPTIONS)}",
-                      stacklevel=3)  # fmt: skip
-    for k, v in (options or {}).items():
-        if k in RANGES and isinstance(v, (int, float)) and not isinstance(v, bool):
-            check_option(k, float(v))
-    ctx = Context(train=train, profile=profile, device=dev, seed=seed, options=dict(options or {}))
+    ctx = Context(train=train, profile=profile, device=dev, seed=seed, options=check_options(options))
     logs: list[dict] = []
     for i, stage in enumerate(recipe.stages):
         if i < skip:

@@ -51,7 +51,7 @@ from ..errors import LtkdError
 from ..models import MODELS, CosineHead, build_model
 from ..objective import Objective
 from ..train import predict
-from . import Context, Recipe, Stage, check_option, parse_option, register
+from . import NONNEGATIVE, POSITIVE, Context, Recipe, Stage, check_option, option, parse_option, register
 
 __all__ = [
     "soften",
@@ -297,28 +297,30 @@ def _teacher(ctx: Context) -> nn.Module:
     return t.to(ctx.device).eval()
 
 
-def _opt(ctx: Context, key: str, default: float) -> float:
-    v = ctx.options.get(key)
-    return float(default if v is None else v)
+option("T", "number", 4.0, "KD / DKD: temperature", **POSITIVE)
+option("ce_weight", "number", None, "KD / DKD: weight of the cross-entropy term (KD 0.1, DKD 1)", **NONNEGATIVE)
+option("kd_weight", "number", 0.9, "KD: weight of the distillation term", **NONNEGATIVE)
+option("alpha", "number", 1.0, "DKD: weight of the target-class term", **NONNEGATIVE)
+option("beta", "number", 8.0, "DKD: weight of the non-target term", **NONNEGATIVE)
+option("warmup", "number", None, "DKD: warm-up epochs (20/240 of the run, at least 1)", **NONNEGATIVE)
 
 
 def dkd_warmup(ctx: Context) -> float:
     """Warm-up epochs: ``options["warmup"]``, else the paper's 20/240 of the run, at least 1."""
-    if ctx.options.get("warmup") is not None:
-        return float(ctx.options["warmup"])
-    return max(1.0, round(ctx.profile.stage1.epochs * 20 / 240))
+    w = ctx.option("warmup")
+    return w if w is not None else max(1.0, round(ctx.profile.stage1.epochs * 20 / 240))
 
 
 def kd_objective(ctx: Context, **kw) -> KD:
     """KD with options T (4), ce_weight (0.1), kd_weight (0.9)."""
-    return KD(_teacher(ctx), T=_opt(ctx, "T", 4.0), ce_weight=_opt(ctx, "ce_weight", 0.1),
-              kd_weight=_opt(ctx, "kd_weight", 0.9), **kw)  # fmt: skip
+    return KD(_teacher(ctx), T=ctx.option("T"), ce_weight=ctx.option("ce_weight", 0.1),
+              kd_weight=ctx.option("kd_weight"), **kw)  # fmt: skip
 
 
 def dkd_objective(ctx: Context, **kw) -> DKD:
     """DKD with options alpha (1), beta (8), T (4), warmup (see :func:`dkd_warmup`)."""
-    return DKD(_teacher(ctx), alpha=_opt(ctx, "alpha", 1.0), beta=_opt(ctx, "beta", 8.0), T=_opt(ctx, "T", 4.0),
-               ce_weight=_opt(ctx, "ce_weight", 1.0), warmup=dkd_warmup(ctx), **kw)  # fmt: skip
+    return DKD(_teacher(ctx), alpha=ctx.option("alpha"), beta=ctx.option("beta"), T=ctx.option("T"),
+               ce_weight=ctx.option("ce_weight", 1.0), warmup=dkd_warmup(ctx), **kw)  # fmt: skip
 
 
 register(Recipe("kd", "knowledge distillation (Hinton et al. 2015); teacher via `ltkd distill`",
