@@ -331,8 +331,6 @@ def fit(
 @torch.no_grad()
 def _batches(fn, model: nn.Module, data: ImageData, device=None, batch_size: int | None = None,
              distributed: bool = False) -> torch.Tensor:  # fmt: skip
-    from . import distributed as D
-
     dev = get_device(device)
     if batch_size is None:  # large batches where memory is plentiful and launches are the cost
         batch_size = 4096 if dev.type == "cuda" else 1024

@@ -98,6 +98,7 @@ class Recipe:
     stages: list[Stage]
     head: str = "linear"  # the head the model is built with
     chapter: str = ""
+    teacher: bool = False  # distils a teacher (options["teacher"]): `ltkd distill` runs it
 
 
 METHODS: dict[str, Recipe] = {}
@@ -216,4 +217,4 @@ def get_method(name: str) -> Recipe:
 
 
 # The method files: plain imports (a missing or broken one is an error), after the names they import from here.
-from . import baselines, distill, gcl, h2t, label_revision  # noqa: E402, F401
+from . import baselines, binary_stack, distill, gcl, h2t, label_revision, tissuenet  # noqa: E402, F401

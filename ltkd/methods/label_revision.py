@@ -193,12 +193,12 @@ def dkd_lr_ds_objective(ctx: Context):
 
 
 register(Recipe("kd-lr", "KD with label revision (Lan et al. 2024); teacher via `ltkd distill`",
-                [Stage(objective=kd_lr_objective, name="kd-lr")], chapter="05"))  # fmt: skip
+                [Stage(objective=kd_lr_objective, name="kd-lr")], chapter="05", teacher=True))  # fmt: skip
 register(Recipe("kd-mix", "control for label revision: KD with the label mixed in at a constant β = η on every "
-                "sample", [Stage(objective=kd_mix_objective, name="kd-mix")], chapter="05"))  # fmt: skip
+                "sample", [Stage(objective=kd_mix_objective, name="kd-mix")], chapter="05", teacher=True))  # fmt: skip
 register(Recipe("kd-ds", "KD with data selection (teacher margin; this project's criterion)",
-                [Stage(objective=kd_ds_objective, name="kd-ds")], chapter="05"))  # fmt: skip
+                [Stage(objective=kd_ds_objective, name="kd-ds")], chapter="05", teacher=True))  # fmt: skip
 register(Recipe("kd-lr-ds", "KD with label revision and data selection (Lan et al. 2024)",
-                [Stage(objective=kd_lr_ds_objective, name="kd-lr-ds")], chapter="05"))  # fmt: skip
+                [Stage(objective=kd_lr_ds_objective, name="kd-lr-ds")], chapter="05", teacher=True))  # fmt: skip
 register(Recipe("dkd-lr-ds", "DKD with label revision and data selection",
-                [Stage(objective=dkd_lr_ds_objective, name="dkd-lr-ds")], chapter="05"))  # fmt: skip
+                [Stage(objective=dkd_lr_ds_objective, name="dkd-lr-ds")], chapter="05", teacher=True))  # fmt: skip
