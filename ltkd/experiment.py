@@ -304,7 +304,7 @@ def distill(
     student = student or prof.extra.get("student", "cnn6x0.5")
     if student not in MODELS:
         raise LtkdError(f"unknown student model {student!r}; choose one of {', '.join(MODELS)}")
-    options = check_options(options)  # checked before any training
+    options = check_options(options, warn=False)  # checked before any training (run warns of unknown keys)
     t0 = time.perf_counter()
     dev = get_device(device)
     train, test = prepare_data(dataset, imbalance, lt_profile)

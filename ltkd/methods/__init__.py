@@ -198,13 +198,14 @@ def parse_option(text: str) -> tuple[str, float | str]:
     return key, check_option(key, value)
 
 
-def check_options(options: dict[str, Any] | None) -> dict[str, Any]:
+def check_options(options: dict[str, Any] | None, warn: bool = True) -> dict[str, Any]:
     """``run``'s options checked: every declared one's value validated (a number becomes a float); an
     undeclared key is a warning, not an error (a recipe of your own may read keys of its own);
-    ``teacher`` (a model) passes as it is."""
+    ``teacher`` (a model) passes as it is. ``warn=False``: no warning (a caller checking early, before
+    ``run`` checks again)."""
     out = dict(options or {})
     unknown = sorted(set(out) - set(OPTIONS) - {"teacher"})
-    if unknown:
+    if unknown and warn:
         warnings.warn(f"options {unknown} are read by none of ltkd's methods (a typo?); known: {', '.join(OPTIONS)}",
                       stacklevel=4)  # fmt: skip
     for k, v in out.items():
