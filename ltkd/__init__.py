@@ -2,7 +2,8 @@
 
 Modules: ``data`` (sources, long tails, samplers, tensor loader), ``models``, ``train`` (the
 engine), ``metrics``, ``profiles``, ``experiment`` (one run end to end), ``methods`` (one file
-per method), ``viz`` (plots the chapters share) and ``cli`` (the ``ltkd`` command).
+per method), ``viz`` (plots the chapters share), ``cli`` (the ``ltkd`` command) and ``grading`` (helpers
+for the graded assignments' tests, in ``assignments/``).
 """
 
 import os as _os
