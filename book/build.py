@@ -81,8 +81,8 @@ def strip_launch_badges(nb: dict) -> tuple[dict, int]:
     return {**nb, "cells": cells}, removed
 
 
-# pages the student edition leaves out: the instructors' page says how the edition is made and works
-# one of ltkd.exercises' checks through to its answer
+# pages the student edition leaves out: the instructors' page says how the edition and the graded
+# assignments are made, and where their solutions live
 INSTRUCTOR_ONLY = ("instructors",)
 
 # In a book page, text only one edition shows: the full edition's between

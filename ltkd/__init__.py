@@ -3,7 +3,8 @@
 Modules: ``data`` (sources, long tails, samplers, tensor loader), ``models``, ``objective`` (what the
 engine trains under), ``train`` (the engine), ``checkpoint`` (model files, checkpoints, the atomic write),
 ``device``, ``progress``, ``metrics``, ``profiles``, ``experiment`` (one run end to end, a distillation),
-``methods`` (one file per method), ``viz`` (plots the chapters share) and ``cli`` (the ``ltkd`` command).
+``methods`` (one file per method), ``viz`` (plots the chapters share) and ``cli`` (the ``ltkd`` command) and ``grading``
+(helpers for the graded assignments' tests, in ``assignments/``).
 CONTRIBUTING.md draws their layers.
 """
 
