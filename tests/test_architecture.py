@@ -16,7 +16,7 @@ PKG = Path(__file__).resolve().parents[1] / "ltkd"
 LAYERS = [
     {"ltkd", "errors"},
     {"checkpoint", "device", "progress"},
-    {"data", "models", "profiles", "distributed", "exercises"},
+    {"data", "models", "profiles", "distributed", "grading"},
     {"metrics", "objective", "train", "viz"},
     {"methods"},
     {"experiment"},
@@ -70,7 +70,7 @@ def _upward(source: str, module: str, is_package: bool = False) -> list[str]:
 
 
 def test_imports_run_down_the_layers():
-    """errors → checkpoint/device/progress → data/models/profiles → metrics/objective/train → methods →
+    """errors → checkpoint/device/progress → data/models/profiles/grading → metrics/objective/train → methods →
     experiment → cli: no module imports a higher layer (nothing in ltkd imports the command line)."""
     bad = []
     for path in sorted(PKG.rglob("*.py")):
