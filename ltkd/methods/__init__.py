@@ -15,6 +15,7 @@ them all.
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +28,8 @@ from ..data import ClassSampler, ImageData
 from ..errors import LtkdError
 from ..profiles import Profile
 
-__all__ = ["Context", "Stage", "Recipe", "METHODS", "OPTIONS", "register", "get_method", "parse_option"]
+__all__ = ["Context", "Stage", "Recipe", "METHODS", "OPTIONS", "register", "get_method", "parse_option",
+           "stage_config", "stage_head"]
 
 
 @dataclass
@@ -52,17 +54,20 @@ class Stage:
 
     * ``objective(ctx) -> nn.Module`` with ``forward(model, x, y) -> (logits, losses)``
     * ``sampler``: a name (``instance``, ``class-balanced``, ``sqrt``) or ``f(ctx) -> ClassSampler``
-    * ``head``: ``None`` keeps the model's head; ``"linear"``/``"cosine"`` puts a fresh one in
+    * ``head``: ``None`` keeps the model's head; ``"linear"``/``"cosine"`` puts a fresh one in; or
+      ``f(ctx) -> str | None`` where it depends on the options (H2T's ``h2t_head``)
     * ``trainable``: ``"all"`` or ``"head"`` (classifier re-training); ``bn`` as in ``fit``, or
       ``f(ctx) -> str`` where it depends on the profile or the options
     * ``config``: which of the profile's configs to use, ``"stage1"`` or ``"stage2"``
     * ``adjust``: ``f(TrainConfig) -> TrainConfig``, the method's own change to that config where its
-      published recipe differs (e.g. LDAM-DRW's ×0.01 learning-rate steps); see :func:`stage_config`
+      published recipe differs (e.g. LDAM-DRW's ×0.01 learning-rate steps), or
+      ``f(TrainConfig, Context) -> TrainConfig`` where the change depends on the profile or the data
+      (GCL's and H2T's stage 2 in the ``paper`` profile); see :func:`stage_config`
     """
 
     objective: Callable[[Context], nn.Module]
     sampler: str | Callable[[Context], ClassSampler] = "instance"
-    head: str | None = None
+    head: str | Callable[[Context], str | None] | None = None
     trainable: str = "all"
     bn: str | Callable[[Context], str] = "frozen"
     config: str = "stage1"
@@ -70,10 +75,22 @@ class Stage:
     adjust: Callable[[Any], Any] | None = None
 
 
-def stage_config(profile, stage: Stage):
-    """The :class:`~ltkd.profiles.TrainConfig` a stage trains with: the profile's, changed by ``stage.adjust``."""
+def stage_config(profile, stage: Stage, ctx: Context | None = None):
+    """The :class:`~ltkd.profiles.TrainConfig` a stage trains with: the profile's, changed by ``stage.adjust``.
+
+    An ``adjust`` of two parameters also gets ``ctx`` (the run's :class:`Context`; without one, a context
+    with no data: such an ``adjust`` must then fall back to the profile alone)."""
     cfg = getattr(profile, stage.config)
-    return stage.adjust(cfg) if stage.adjust is not None else cfg
+    if stage.adjust is None:
+        return cfg
+    if len(inspect.signature(stage.adjust).parameters) >= 2:
+        return stage.adjust(cfg, ctx)
+    return stage.adjust(cfg)
+
+
+def stage_head(stage: Stage, ctx: Context) -> str | None:
+    """The head a stage puts in: ``stage.head``, or ``stage.head(ctx)`` when it is a function."""
+    return stage.head(ctx) if callable(stage.head) else stage.head
 
 
 @dataclass
@@ -108,10 +125,13 @@ OPTIONS: dict[str, tuple[str | tuple[str, ...], str]] = {
     "gcl_margin2": ("number", "GCL stage 2: margin (0.1)"),
     "gcl_gamma": ("number", "GCL stage 2: focal gamma (1)"),
     "gcl_sampler": (("effective-number", "class-balanced"), "GCL stage 2 sampler (effective-number)"),
+    "gcl_mixup2": ("number", "GCL stage 2: mixup alpha on the images before the frozen backbone (1, as the authors)"),
     "fusion_ratio": ("number", "H2T: fraction rho of channels fused, in [0, 1] (0.25)"),
     "h2t_donor": (("instance", "class-balanced", "sqrt"), "H2T: how donor images are sampled (instance)"),
     "h2t_mixup": ("number", "H2T stage 1: mixup alpha (1 in the paper profile, 0 in quick)"),
     "h2t_bn": (("frozen", "train"), "H2T stage 2: backbone BatchNorm statistics (train in paper, frozen in quick)"),
+    "h2t_head": (("stage1", "fresh"), "H2T stage 2: fine-tune the stage-1 classifier (stage1, as the authors) or "
+                 "train a fresh one (fresh; with fusion_ratio=0 that is cRT)"),
     "T": ("number", "KD / DKD: temperature (4)"),
     "ce_weight": ("number", "KD / DKD: weight of the cross-entropy term (KD 0.1, DKD 1)"),
     "kd_weight": ("number", "KD: weight of the distillation term (0.9)"),
@@ -119,6 +139,12 @@ OPTIONS: dict[str, tuple[str | tuple[str, ...], str]] = {
     "beta": ("number", "DKD: weight of the non-target term (8)"),
     "warmup": ("number", "DKD: warm-up epochs (20/240 of the run)"),
     "eta": ("number", "label revision: eta in (0, 1) (0.8)"),
+    "lr_lambda1": ("number", "label revision (kd-lr, kd-lr-ds, dkd-lr-ds): weight lambda1 of the distillation term on "
+                   "samples the teacher gets right (KD 4, DKD 1)"),
+    "lr_lambda2": ("number", "label revision: weight lambda2 of the revised-label term on samples the teacher gets "
+                   "wrong (1)"),
+    "ds_criterion": (("margin",), "data selection: how samples are scored (margin: the teacher's true-class margin, "
+                     "this project's criterion; the paper's influence score is not implemented, see label_revision.py)"),
     "fraction": ("number", "data selection: fraction of samples the teacher supervises, in [0, 1] (0.9)"),
 }
 
@@ -133,9 +159,9 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "T": (0, INF, False, False),
     "gcl_scale": (0, INF, False, False),
     "gcl_scale2": (0, INF, False, False),
-    **{k: (0, INF, True, False) for k in ("la_tau", "gcl_eps", "gcl_margin", "gcl_mixup", "gcl_eps2", "gcl_margin2",
+    **{k: (0, INF, True, False) for k in ("la_tau", "gcl_eps", "gcl_margin", "gcl_mixup", "gcl_mixup2", "gcl_eps2", "gcl_margin2",
                                           "gcl_gamma", "h2t_mixup", "ce_weight", "kd_weight", "alpha", "beta",
-                                          "warmup")},  # fmt: skip
+                                          "warmup", "lr_lambda1", "lr_lambda2")},  # fmt: skip
 }
 
 

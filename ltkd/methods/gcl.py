@@ -97,10 +97,13 @@ def gaussian_noise(shape, device=None, generator: torch.Generator | None = None)
 
 
 def focal_weighting(ce: torch.Tensor, gamma: float) -> torch.Tensor:
-    """Per-sample CE weighted by (1 − p_y)^γ with p_y = exp(−CE) (the authors' ``focal_loss``); mean."""
+    """Per-sample CE weighted by (1 − p_y)^γ with p_y = exp(−CE), mean over the batch — the authors'
+    ``focal_loss`` (GCLLoss repository, ``losses.py``): the weight is computed from a *detached* p_y, so
+    it rescales each sample's CE gradient and adds no gradient of its own. (Letting the gradient flow
+    through p_y as well, as ltkd did before, roughly doubles the gradient on easy samples.)"""
     if gamma == 0:
         return ce.mean()
-    p = torch.exp(-ce)
+    p = torch.exp(-ce).detach()
     return ((1 - p) ** gamma * ce).mean()
 
 
@@ -143,16 +146,20 @@ class GCLLoss(nn.Module):
 # 4. The angular form
 # --------------------------------------------------------------------------------------
 def cos_plus(cosine: torch.Tensor, delta: torch.Tensor, tiny: float = 1e-7) -> torch.Tensor:
-    """cos(θ + Δ) from cos θ, with the ArcFace fallback cos θ − sin(Δ)·Δ where θ + Δ > π.
+    """cos(θ + Δ) from cos θ, with the authors' fallback cos θ − sin(π − Δ) = cos θ − sin Δ where θ + Δ > π.
 
     Computed as cos θ cos Δ − sin θ sin Δ with sin θ = sqrt(max(1 − cos²θ, tiny)), so neither the
     value nor its gradient is infinite at θ = 0 or π. Where θ > π − Δ (i.e. cos θ < cos(π − Δ))
-    cos(θ + Δ) would start rising again; ArcFace's linear continuation keeps it decreasing.
+    cos(θ + Δ) would start rising again; there the authors' ``GCLAngLoss`` (GCLLoss repository,
+    ``losses.py``, ``easy_margin=False``) switches to the CosFace-style ``cos θ − sin(π − Δ)``, which keeps
+    the logit decreasing in θ. (ArcFace's own fallback is ``cos θ − sin(π − m)·m``; ltkd used that form
+    before — the authors subtract sin(π − Δ) without the factor Δ.) The authors' ``sin θ`` clamps
+    1 − cos²θ at 0; ltkd clamps it at ``tiny`` so the gradient stays finite at θ = 0 (values differ by ≤ 3e-4).
     """
     sine = torch.sqrt((1.0 - cosine * cosine).clamp_min(tiny))
     phi = cosine * torch.cos(delta) - sine * torch.sin(delta)
     threshold = torch.cos(math.pi - delta)
-    fallback = cosine - torch.sin(delta) * delta
+    fallback = cosine - torch.sin(math.pi - delta)
     return torch.where(cosine > threshold, phi, fallback)
 
 
@@ -243,11 +250,34 @@ def gcl_stage1_objective(ctx: Context) -> LossObjective:
     return LossObjective(loss, mixup=_mixup(ctx), name="gcl")
 
 
+def _mixup2(ctx: Context) -> float:
+    return _opt(ctx, "gcl_mixup2", 1.0)
+
+
 def gcl_stage2_objective(ctx: Context) -> LossObjective:
-    """Stage 2: m = 0.1, s = 20, ε = 0.5, focal γ = 1."""
+    """Stage 2: m = 0.1, s = 20, ε = 0.5, focal γ = 1, and mixup (α = ``gcl_mixup2``, default 1) on the images
+    before the frozen backbone, as the authors' ``cifar_train_classifier.py`` does (``--mixup`` on by default,
+    ``mixup_data`` with α = 1; both labels' losses mixed with the same λ)."""
     loss = GCLLoss(ctx.counts, scale=_opt(ctx, "gcl_scale2", 20.0), eps=_opt(ctx, "gcl_eps2", 0.5),
                    margin=_opt(ctx, "gcl_margin2", 0.1), gamma=_opt(ctx, "gcl_gamma", 1.0))  # fmt: skip
-    return LossObjective(loss, name="gcl2")
+    return LossObjective(loss, mixup=_mixup2(ctx), name="gcl2")
+
+
+# The authors' classifier stage on CIFAR-LT (``cifar_train_classifier.py``): 30 epochs, batch 64, SGD momentum 0.9,
+# weight decay 2e-4, and a learning rate 0.1 · [0.1 · lr · (1 + cos(π · epoch / 30))] with lr = 0.1, i.e. a
+# cosine from 0.002 towards 0, set once per epoch.
+GCL_PAPER_STAGE2 = {"epochs": 30, "batch_size": 64, "lr": 0.002, "weight_decay": 2e-4, "warmup_epochs": 0,
+                    "schedule": "cosine", "milestones": ()}  # fmt: skip
+
+
+def gcl_stage2_schedule(cfg, ctx: Context | None):
+    """GCL's stage-2 schedule: under the ``paper`` profile the authors' (:data:`GCL_PAPER_STAGE2`; ltkd steps the
+    cosine every iteration where the authors step it every epoch — over 30 epochs the two differ by less than one
+    epoch's step); under ``quick`` the profile's own short stage 2 (3 epochs at 0.02: the authors' 0.002 would
+    barely move a classifier in 3 epochs)."""
+    if ctx is not None and ctx.profile.name == "paper":
+        return cfg.replace(**GCL_PAPER_STAGE2)
+    return cfg
 
 
 def gcl_angular_stage1_objective(ctx: Context) -> LossObjective:
@@ -261,15 +291,16 @@ def gcl_angular_stage2_objective(ctx: Context) -> LossObjective:
     """Angular stage 2 (the book's choice, by analogy with the cosine form): m = 0.1, s = 20, ε = 0.1, γ = 1."""
     loss = GCLAngularLoss(ctx.counts, scale=_opt(ctx, "gcl_scale2", 20.0), eps=_opt(ctx, "gcl_eps2", 0.1),
                           margin=_opt(ctx, "gcl_margin2", 0.1), gamma=_opt(ctx, "gcl_gamma", 1.0))  # fmt: skip
-    return LossObjective(loss, name="gcl_angular2")
+    return LossObjective(loss, mixup=_mixup2(ctx), name="gcl_angular2")
 
 
 GCL_STAGE1 = Stage(objective=gcl_stage1_objective, sampler="instance", name="stage1")
 GCL_STAGE2 = Stage(objective=gcl_stage2_objective, sampler=gcl_sampler, head=None, trainable="head", bn="frozen",
-                   config="stage2", name="gcl-stage2")  # fmt: skip
+                   config="stage2", name="gcl-stage2", adjust=gcl_stage2_schedule)  # fmt: skip
 GCL_ANGULAR_STAGE1 = Stage(objective=gcl_angular_stage1_objective, sampler="instance", name="stage1")
 GCL_ANGULAR_STAGE2 = Stage(objective=gcl_angular_stage2_objective, sampler=gcl_sampler, head=None,
-                           trainable="head", bn="frozen", config="stage2", name="gcl-angular-stage2")  # fmt: skip
+                           trainable="head", bn="frozen", config="stage2", name="gcl-angular-stage2",
+                           adjust=gcl_stage2_schedule)  # fmt: skip
 
 register(Recipe("gcl", "GCL (Li et al. 2022): Gaussian clouded cosine logits, then classifier re-training "
                 "with the effective-number sampler", [GCL_STAGE1, GCL_STAGE2], head=GCL_HEAD, chapter="02"))  # fmt: skip
