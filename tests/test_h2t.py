@@ -262,7 +262,7 @@ def test_stage2_fine_tunes_the_stage1_classifier_and_fresh_head_is_an_option(dig
 
         real_fit = ex.fit
 
-        def spy(model_, *a, **kw):
+        def spy(model_, *a, seen=seen, real_fit=real_fit, **kw):
             seen.append({k: v.clone() for k, v in model_.head.state_dict().items()})
             return real_fit(model_, *a, **kw)
 
