@@ -26,7 +26,8 @@ checks it against this file; chapter 5 adds label revision and data selection
 5. :func:`load_teacher` / :func:`train_teacher` — a teacher comes from an ``ltkd`` checkpoint or is
    trained here; it is never downloaded.
 6. The recipes ``kd`` and ``dkd`` (the teacher is passed in ``options["teacher"]``) and the
-   ``ltkd distill`` command, which also runs ``kd-lr``, ``kd-ds``, ``kd-lr-ds`` and ``dkd-lr-ds``
+   ``ltkd distill`` command, which also runs ``kd-lr``, ``kd-ds``, ``kd-lr-ds``, ``dkd-lr-ds``, ``kd-lr-all``
+   and ``kd-mix``
    from ``label_revision.py``.
 """
 
@@ -140,6 +141,10 @@ class Distiller(nn.Module):
     * ``selected`` — a boolean tensor over the *training set*: only selected samples get the
       distillation term; the others are supervised by ground truth alone (CE with weight 1, as if
       trained without a teacher). The engine passes the batch's indices (``wants_index``).
+    * ``split`` — chapter 5's label-revision loss as the paper splits the batch (a
+      :class:`~ltkd.methods.label_revision.RevisionSplit`): ``split(distiller, z_student, z_teacher, y, mask)``
+      returns the loss terms and replaces the CE + distillation sum above (``revision`` and ``split`` exclude
+      each other).
 
     Subclasses implement :meth:`distill` → per-sample distillation loss.
     """
@@ -148,7 +153,8 @@ class Distiller(nn.Module):
 
     def __init__(self, teacher: nn.Module, T: float = 4.0, ce_weight: float = 1.0, kd_weight: float = 1.0,
                  warmup: float = 0.0, revision: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-                 selected: torch.Tensor | None = None, cosine_scale: float = COSINE_TEACHER_SCALE):  # fmt: skip
+                 selected: torch.Tensor | None = None, cosine_scale: float = COSINE_TEACHER_SCALE,
+                 split: nn.Module | None = None):  # fmt: skip
         super().__init__()
         if T <= 0:
             raise LtkdError(f"temperature must be positive, got {T}")
@@ -163,6 +169,9 @@ class Distiller(nn.Module):
         self.register_buffer("selected", None if selected is None else torch.as_tensor(selected, dtype=torch.bool))
         self.cosine_scale = cosine_scale
         self.warm = 1.0 if warmup <= 0 else 0.0
+        if split is not None and revision is not None:
+            raise LtkdError("give either revision (all-sample revision inside the KD term) or split, not both")
+        self.split = split
 
     def train(self, mode: bool = True) -> Distiller:
         super().train(mode)
@@ -183,14 +192,23 @@ class Distiller(nn.Module):
     def distill(self, student_logits: torch.Tensor, targets: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def selection(self, idx: torch.Tensor | None) -> torch.Tensor | None:
+        """The batch's data-selection mask (bool, shape (B,)), or ``None`` when every sample is selected."""
+        if self.selected is None:
+            return None
+        if idx is None:
+            raise LtkdError("data selection needs the batch's indices: call forward(model, x, y, idx)")
+        return self.selected[idx]
+
     def forward(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor | None = None):
         logits = model(x)
+        if self.split is not None:  # chapter 5: the paper's label-revision loss (label_revision.RevisionSplit)
+            zt = teacher_logits(self.teacher, x, self.cosine_scale)
+            return logits, self.split(self, logits, zt, y, self.selection(idx))
         ce = F.cross_entropy(logits.float(), y, reduction="none")
         per = self.distill(logits, self.teacher_targets(x, y), y)
         if self.selected is not None:
-            if idx is None:
-                raise LtkdError("data selection needs the batch's indices: call forward(model, x, y, idx)")
-            m = self.selected[idx].float()
+            m = self.selection(idx).float()
             ce_w = self.ce_weight * m + (1 - m)  # not selected: ground truth only, weight 1
             per = per * m
         else:
@@ -324,7 +342,7 @@ register(Recipe("kd", "knowledge distillation (Hinton et al. 2015); teacher via 
 register(Recipe("dkd", "decoupled KD (Zhao et al. 2022): α·TCKD + β·NCKD; teacher via `ltkd distill`",
                 [Stage(objective=dkd_objective, name="dkd")], chapter="04"))  # fmt: skip
 
-DISTILL_METHODS = ("kd", "kd-lr", "kd-ds", "kd-lr-ds", "dkd", "dkd-lr-ds", "kd-mix")
+DISTILL_METHODS = ("kd", "kd-lr", "kd-ds", "kd-lr-ds", "dkd", "dkd-lr-ds", "kd-mix", "kd-lr-all")
 
 
 def _teacher_report(teacher: nn.Module, train, test, dev, source: str, seconds: float) -> dict[str, Any]:
@@ -448,7 +466,8 @@ def add_distill_command(sub) -> None:
     from ..cli import _add_eval_every, _imbalance, _positive_int
     from ..profiles import PROFILES
 
-    p = sub.add_parser("distill", help="distil a teacher into a student (kd, kd-lr, kd-ds, kd-lr-ds, dkd, dkd-lr-ds; kd-mix, the control)")
+    p = sub.add_parser("distill", help="distil a teacher into a student (kd, kd-lr, kd-ds, kd-lr-ds, dkd, dkd-lr-ds; "
+                       "kd-lr-all and kd-mix, chapter 5's variant and control)")
     p.add_argument("--teacher", required=True, help="PATH to an ltkd checkpoint (model.pt) or a MODEL name to train "
                    "with CE first (quick profile unless --profile)")  # fmt: skip
     p.add_argument("--student", default=None,
