@@ -164,6 +164,8 @@ class RevisionSplit(nn.Module):
     up as the distiller is (``dkd-lr-ds``: α·TCKD + β·NCKD). Each term is a mean over its own subset (an empty
     subset gives 0), as in the public re-implementation; unselected samples get the ground truth only.
     The teacher's *wrong* samples get no CE term: the revised label, whose argmax is y, is their supervision.
+    The CE term has weight 1, as in the re-implementation: the host's ``ce_weight`` (KD's 0.1) is not used here,
+    and neither is ``kd_weight`` — λ1 takes its place.
     """
 
     def __init__(self, eta: float = DEFAULT_ETA, lambda1: float = 4.0, lambda2: float = 1.0,
