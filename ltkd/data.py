@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .checkpoint import atomic_write
 from .errors import LtkdError
 
 __all__ = [
@@ -370,10 +371,8 @@ def _load_imagefolder(path: str | os.PathLike, size: int | None = None) -> tuple
                 xtr, ytr, xte, yte = x[~test], y[~test], x[test], y[test]
         except (OSError, tarfile.TarError) as e:
             raise LtkdError(f"{root}: cannot read images ({type(e).__name__}: {e})") from e
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")  # per process: two jobs may decode the same folder
-        np.savez(tmp, xtr=xtr, ytr=ytr, xte=xte, yte=yte, classes=np.array(classes))
-        os.replace(tmp, cache)
+        # per process: two jobs may decode the same folder
+        atomic_write(cache, lambda f: np.savez(f, xtr=xtr, ytr=ytr, xte=xte, yte=yte, classes=np.array(classes)))
     pad = max(1, xtr.shape[2] // 8)
     tr = _make(xtr, ytr, classes, name, pad, True, split="train", source=str(root))
     te = _make(xte, yte, classes, name, pad, True, split="test", source=str(root))

@@ -12,23 +12,26 @@ import json
 import os
 import platform
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from .checkpoint import load_model_state, module_digest, save_model, write_json
 from .data import ImageData, load, long_tail
+from .device import get_device
 from .distributed import is_main
 from .errors import LtkdError
-from .methods import OPTIONS, RANGES, Context, Recipe, check_option, get_method, stage_config, stage_head
+from .methods import METHODS, Context, Recipe, check_options, get_method, stage_config, stage_head
+from .methods.distill import load_teacher, training_error
 from .metrics import accuracy_report, count_flops, count_params
 from .models import MODELS, build_model, set_head
 from .profiles import Profile, get_profile
-from .train import fit, get_device, module_digest, predict, save_model
+from .train import fit, predict
 
-__all__ = ["run", "run_stages", "prepare_data", "evaluate", "best_evaluated", "environment"]
+__all__ = ["run", "run_stages", "distill", "train_teacher", "prepare_data", "evaluate", "best_evaluated",
+           "environment"]
 
 
 def prepare_data(dataset: str = "digits", imbalance: float = 100, lt_profile: str = "exp",
@@ -63,19 +66,12 @@ def run_stages(
     ``test_tail`` and ``test_seconds`` (the evaluation's time, not counted in ``seconds``). Evaluation
     draws no random numbers and updates no BatchNorm statistics, so the run trains exactly as without it.
     """
-    dev = get_device(device) if not isinstance(device, torch.device) else device
+    dev = get_device(device)
     if eval_every and eval_every < 0:
         raise LtkdError(f"eval_every must be ≥ 0 (0 = off), got {eval_every}")
     if eval_every and test is None:
         raise LtkdError("eval_every needs the test set (test=...)")
-    unknown = sorted(set(options or {}) - set(OPTIONS) - {"teacher"})
-    if unknown:  # a warning, not an error: a recipe of your own may read keys of its own
-        warnings.warn(f"options {unknown} are read by none of ltkd's methods (a typo?); known: {', '.join(OPTIONS)}",
-                      stacklevel=3)  # fmt: skip
-    for k, v in (options or {}).items():
-        if k in RANGES and isinstance(v, (int, float)) and not isinstance(v, bool):
-            check_option(k, float(v))
-    ctx = Context(train=train, profile=profile, device=dev, seed=seed, options=dict(options or {}))
+    ctx = Context(train=train, profile=profile, device=dev, seed=seed, options=check_options(options))
     logs: list[dict] = []
     for i, stage in enumerate(recipe.stages):
         if i < skip:
@@ -184,6 +180,7 @@ def run(
     data: tuple[ImageData, ImageData] | None = None,
     stage1_state: dict | None = None,
     eval_every: int = 0,
+    extra: dict[str, Any] | None = None,
 ) -> tuple[dict, nn.Module]:
     """Train ``method`` on ``dataset``-LT and return ``(metrics, model)``.
 
@@ -193,6 +190,7 @@ def run(
     CE model a notebook already trained. ``eval_every`` = N > 0 evaluates the test set every N
     epochs of each stage (and at its last) into the per-epoch log, and adds ``best_evaluated``
     (see :func:`run_stages` and :func:`best_evaluated`); the headline numbers stay the last epoch's.
+    ``extra``: more entries for the metrics (:func:`distill`'s ``teacher``).
     """
     t0 = time.perf_counter()
     recipe = get_method(method)
@@ -200,17 +198,14 @@ def run(
         raise LtkdError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
     train, test = data if data is not None else prepare_data(dataset, imbalance, lt_profile)
-    prof = prof.for_dataset(train.name)
-    if epochs is not None:
-        prof = prof.with_epochs(epochs)
+    prof = prof.for_dataset(train.name).with_epochs(epochs) if epochs is not None else prof.for_dataset(train.name)
     dev = get_device(device)
     model_name = model or prof.model
     torch.manual_seed(seed)
     net = build_model(model_name, train.num_classes, train.in_channels, head=recipe.head)
-    skip = 0
     if stage1_state is not None:
         net.load_state_dict(stage1_state)
-        skip = 1
+    skip = 0 if stage1_state is None else 1
     outdir = Path(out) if out else None
     if outdir:
         outdir.mkdir(parents=True, exist_ok=True)
@@ -244,19 +239,128 @@ def run(
         "eval_every": eval_every,
         "best_evaluated": best_evaluated(logs),  # test-set selection, as published numbers; None if not evaluated
         "history": logs,
+        **(extra or {}),
     }
     if outdir and is_main():  # under torchrun only rank 0 writes (every rank holds the same model)
-        save_model(net, outdir / "model.pt", arch=model_name, num_classes=train.num_classes,
-                   in_channels=train.in_channels, head=type(net.head).__name__, method=method,
-                   dataset=train.name, image_size=[int(v) for v in train.images.shape[2:]])  # fmt: skip
-        tmp = outdir / "metrics.json.tmp"
-        tmp.write_text(json.dumps(metrics, indent=2))
-        os.replace(tmp, outdir / "metrics.json")
-        for f in (outdir / "checkpoints").glob("*.ckpt"):
-            f.unlink()
+        _write_run(outdir, net, metrics, train)
     return metrics, net
+
+
+def _write_run(outdir: Path, net: nn.Module, metrics: dict, train: ImageData) -> None:
+    """``model.pt`` (with what rebuilds it) and ``metrics.json``; the finished run's checkpoints go."""
+    save_model(net, outdir / "model.pt", arch=metrics["model"], num_classes=train.num_classes,
+               in_channels=train.in_channels, head=type(net.head).__name__, method=metrics["method"],
+               dataset=train.name, image_size=[int(v) for v in train.images.shape[2:]])  # fmt: skip
+    write_json(outdir / "metrics.json", metrics)
+    for f in (outdir / "checkpoints").glob("*.ckpt"):
+        f.unlink()
 
 
 def clone_state(model: nn.Module) -> dict:
     """A detached copy of a model's state dict (to reuse a stage-1 model for several stage 2s)."""
     return copy.deepcopy(model.state_dict())
+
+
+# --------------------------------------------------------------------------------------
+# Distillation: a teacher (loaded, trained here, or reused), then a student under a teacher recipe
+# --------------------------------------------------------------------------------------
+def train_teacher(model: str, data, profile=None, epochs: int | None = None, seed: int = 0, method: str = "ce",
+                  device=None, out=None, progress: bool | str | None = None) -> tuple[nn.Module, dict]:  # fmt: skip
+    """Train a teacher with ``method`` (default CE) on ``data`` = (train, test); return (model, metrics)."""
+    metrics, net = run(method=method, dataset=data[0].name, imbalance=data[0].meta.get("imbalance", 1), model=model,
+                       epochs=epochs, seed=seed, profile=profile, out=out, device=device, data=data,
+                       progress=progress)  # fmt: skip
+    return net.eval(), metrics
+
+
+def teacher_methods() -> list[str]:
+    """The recipes that distil a teacher (``Recipe.teacher``): what :func:`distill` runs."""
+    return [name for name, r in METHODS.items() if r.teacher]
+
+
+def distill(
+    method: str = "kd",
+    teacher: str | os.PathLike = "cnn6",
+    student: str | None = None,
+    dataset: str = "digits",
+    imbalance: float = 1.0,
+    lt_profile: str = "exp",
+    epochs: int | None = None,
+    teacher_epochs: int | None = None,
+    seed: int = 0,
+    profile: str | Profile | None = None,
+    out: str | os.PathLike = "runs/distill",
+    device: str | None = None,
+    options: dict[str, Any] | None = None,
+    eval_every: int = 0,
+    progress: bool | str | None = None,
+) -> tuple[dict, nn.Module]:
+    """``ltkd distill``: a teacher, then a student trained under the teacher recipe ``method``; ``(metrics, student)``.
+
+    ``teacher``: an ``ltkd`` checkpoint file, or a model name trained here with CE (into ``out/teacher``; a teacher
+    an earlier call finished there with the same settings is reused). ``student``: a model name (default: the
+    profile's ``extra["student"]``, else ``cnn6x0.5``). ``out/metrics.json`` gets the teacher's report too."""
+    if method not in teacher_methods():
+        raise LtkdError(f"unknown distillation method {method!r}; choose one of {', '.join(teacher_methods())}")
+    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    student = student or prof.extra.get("student", "cnn6x0.5")
+    if student not in MODELS:
+        raise LtkdError(f"unknown student model {student!r}; choose one of {', '.join(MODELS)}")
+    options = check_options(options)  # checked before any training
+    t0 = time.perf_counter()
+    dev = get_device(device)
+    train, test = prepare_data(dataset, imbalance, lt_profile)
+    net, arch, source = _teacher_for(teacher, (train, test), prof, teacher_epochs, seed, dev, Path(out) / "teacher")
+    report = {"model": arch, **_teacher_report(net, train, test, dev, source, time.perf_counter() - t0)}
+    return run(method=method, dataset=dataset, imbalance=imbalance, model=student, epochs=epochs, seed=seed,
+               profile=prof, out=out, device=device, options={"teacher": net, **options}, lt_profile=lt_profile,
+               data=(train, test), eval_every=eval_every, progress=progress, extra={"teacher": report})  # fmt: skip
+
+
+def _teacher_for(teacher: str | os.PathLike, data, prof: Profile, epochs: int | None, seed: int, dev, folder: Path):
+    """``(model, architecture, where it came from)`` for :func:`distill`'s ``teacher``."""
+    train, test = data
+    if Path(teacher).is_file():
+        net = load_teacher(teacher, train.num_classes, train.in_channels, dev, train.images.shape[2:])
+        return net, load_model_state(teacher).get("arch"), f"checkpoint {teacher}"
+    if str(teacher) not in MODELS:
+        raise LtkdError(f"--teacher {str(teacher)!r} is neither a checkpoint file nor a model name "
+                        f"({', '.join(MODELS)})")  # fmt: skip
+    net = _finished_teacher(folder, str(teacher), train, prof, epochs, seed, dev)
+    if net is not None:
+        return net, str(teacher), (f"trained here by an earlier run of this command: ce, {teacher}, profile "
+                                   f"{prof.name}, seed {seed} ({folder}/model.pt, reused)")  # fmt: skip
+    net, _ = train_teacher(str(teacher), data, prof, epochs, seed, device=dev, out=folder)
+    return net, str(teacher), f"trained here: ce, {teacher}, profile {prof.name}, seed {seed} ({folder})"
+
+
+def _teacher_report(teacher: nn.Module, train, test, dev, source: str, seconds: float) -> dict[str, Any]:
+    rep = evaluate(teacher, test, train.counts, dev)
+    return {
+        **{k: rep[k] for k in ("overall", "balanced", "many", "medium", "few", "head", "middle", "tail", "per_class")},
+        "train_error": training_error(teacher, train, dev),
+        "params": count_params(teacher),
+        "source": source,
+        "seconds": round(seconds, 2),
+    }
+
+
+def _finished_teacher(folder: Path, model: str, train, profile, epochs: int | None, seed: int, device):
+    """The teacher an earlier ``ltkd distill --teacher MODEL --out OUT`` finished in ``OUT/teacher``, if it was
+    trained exactly as this command would train it (CE, model, data, profile, epochs, seed); else ``None``.
+    A distillation interrupted while the student trained thus resumes the student under the same teacher
+    instead of training the teacher again (on a GPU a second training would not even give the same weights)."""
+    mfile, pt = folder / "metrics.json", folder / "model.pt"
+    if not (mfile.is_file() and pt.is_file()):
+        return None
+    try:
+        m = json.loads(mfile.read_text())
+    except (OSError, ValueError):
+        return None
+    prof = profile.for_dataset(train.name)
+    prof = prof.with_epochs(epochs) if epochs is not None else prof
+    want = {"method": "ce", "model": model, "dataset": train.name, "seed": seed, "profile": prof.name,
+            "train_counts": [int(c) for c in train.counts], "epochs": prof.stage1.epochs}  # fmt: skip
+    if any(m.get(k) != v for k, v in want.items()):
+        return None
+    return load_teacher(pt, train.num_classes, train.in_channels, device, train.images.shape[2:])

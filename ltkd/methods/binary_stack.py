@@ -46,8 +46,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checkpoint import atomic_write
 from ..errors import LtkdError
-from ..models import _Backbone, make_head
+from ..models import _Backbone, make_head, register_model
 
 __all__ = [
     "stored_bytes",
@@ -244,6 +245,17 @@ def build(kind: str = "stack", num_classes: int = 10, in_channels: int = 1, *, m
     return BinaryNet(kind, m, k, widths, num_classes, in_channels, head, mode)
 
 
+def _builder(kind: str):
+    def make(**kw) -> BinaryNet:
+        return build(kind, **kw)
+
+    return make
+
+
+for _kind, _name in (("stack", "binary-stack"), ("binary", "binary-plain"), ("float", "binary-float")):
+    register_model(_name, _builder(_kind))  # `ltkd train --model binary-stack`: build()'s defaults (m = 32, k = 16)
+
+
 # --------------------------------------------------------------------------------------
 # Storage: formula, packing, export and load
 # --------------------------------------------------------------------------------------
@@ -360,12 +372,11 @@ def export(model: BinaryNet, path: str | os.PathLike) -> dict:
 
 
 def _write_atomic(p: Path, arrays: dict) -> None:
-    """One .npz written whole or not at all (a temporary file, then renamed): a crash leaves no truncated export."""
+    """One .npz written whole or not at all (:func:`ltkd.checkpoint.atomic_write`): a crash leaves no truncated
+    export."""
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_bytes(buf.getvalue())
-    os.replace(tmp, p)
+    atomic_write(p, buf.getvalue())
 
 
 def load(path: str | os.PathLike) -> BinaryNet:

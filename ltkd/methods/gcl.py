@@ -59,8 +59,8 @@ from torch import nn
 
 from ..data import ClassSampler
 from ..errors import LtkdError
-from ..train import LossObjective
-from . import Context, Recipe, Stage, register
+from ..objective import LossObjective
+from . import NONNEGATIVE, POSITIVE, Context, Recipe, Stage, option, register
 
 __all__ = [
     "cloud_sizes",
@@ -231,9 +231,13 @@ def effective_number_sampler(labels: torch.Tensor, num_classes: int | None = Non
     return ClassSampler(labels, effective_number_class_probs(counts, beta, beta_step))
 
 
+option("gcl_sampler", ("effective-number", "class-balanced"), "effective-number", "GCL stage 2 sampler",
+       config="stage2")  # fmt: skip
+
+
 def gcl_sampler(ctx: Context) -> ClassSampler | str:
-    """The stage-2 sampler ``ctx.options["gcl_sampler"]`` names (default: effective number)."""
-    kind = ctx.options.get("gcl_sampler", "effective-number")
+    """The stage-2 sampler ``ctx.option("gcl_sampler")`` names (default: effective number)."""
+    kind = ctx.option("gcl_sampler")
     if kind in ("effective-number", "cben"):
         return effective_number_sampler(ctx.train.labels, ctx.train.num_classes)
     if kind in ("class-balanced", "instance", "sqrt"):
@@ -247,37 +251,39 @@ def gcl_sampler(ctx: Context) -> ClassSampler | str:
 GCL_HEAD = "cosine"  # the head GCL's stage 1 is built with (a CosineHead returning cos θ)
 
 
-def _opt(ctx: Context, key: str, default: float) -> float:
-    v = ctx.options.get(key)
-    return float(default if v is None else v)
-
-
-def _mixup(ctx: Context) -> float:
-    return _opt(ctx, "gcl_mixup", 1.0 if ctx.profile.name == "paper" else 0.0)
+option("gcl_eps", "number", None, "GCL stage 1: cloud size epsilon (0.5; angular form 0.1)", **NONNEGATIVE)
+option("gcl_scale", "number", 30.0, "GCL stage 1: scale s", **POSITIVE)
+option("gcl_margin", "number", None, "GCL stage 1: margin m (0; angular form 0.5)", **NONNEGATIVE)
+option("gcl_mixup", "number", 0.0, "GCL stage 1: mixup alpha (the paper profile's stage 1 sets 1, as the authors "
+       "train)", **NONNEGATIVE)  # fmt: skip
+option("gcl_eps2", "number", None, "GCL stage 2: cloud size (0.5; angular form 0.1)", config="stage2", **NONNEGATIVE)
+option("gcl_scale2", "number", 20.0, "GCL stage 2: scale", config="stage2", **POSITIVE)
+option("gcl_margin2", "number", 0.1, "GCL stage 2: margin", config="stage2", **NONNEGATIVE)
+option("gcl_gamma", "number", 1.0, "GCL stage 2: focal gamma", config="stage2", **NONNEGATIVE)
+# Stage-2 mixup: the authors' classifier stage mixes images before the frozen backbone (α = 1; the paper profile's
+# stage 2 sets it). Under quick it stays 0, where it was measured to hurt: Fashion-MNIST-LT IF 100, seed 0,
+# ``ltkd train --method gcl``, 83.42 % with α = 1 against 84.71 % without (middle third 71.5 against 77.2 %) —
+# more than the 0.3–0.7-point spread of GCL's three seeds; 3 stage-2 epochs are too few to pay off.
+option("gcl_mixup2", "number", 0.0, "GCL stage 2: mixup alpha on the images before the frozen backbone (the paper "
+       "profile's stage 2 sets 1, as the authors; 0 in quick, measured to hurt there)", config="stage2",
+       **NONNEGATIVE)
 
 
 def gcl_stage1_objective(ctx: Context) -> LossObjective:
     """Stage 1: the cosine-form GCL loss (m = 0, s = 30, ε = 0.5) on the cosine head's cos θ."""
-    loss = GCLLoss(ctx.counts, scale=_opt(ctx, "gcl_scale", 30.0), eps=_opt(ctx, "gcl_eps", 0.5),
-                   margin=_opt(ctx, "gcl_margin", 0.0))  # fmt: skip
-    return LossObjective(loss, mixup=_mixup(ctx), name="gcl")
-
-
-def _mixup2(ctx: Context) -> float:
-    """Stage-2 mixup α: ``options["gcl_mixup2"]``, else 1 under the ``paper`` profile (as the authors) and 0 under
-    ``quick``, where it was measured to hurt: Fashion-MNIST-LT IF 100, seed 0, ``ltkd train --method gcl``,
-    83.42 % with α = 1 against 84.71 % without (middle third 71.5 against 77.2 %) — more than the 0.3–0.7-point
-    spread of GCL's three seeds; 3 stage-2 epochs are too few for the mixed batches to pay off."""
-    return _opt(ctx, "gcl_mixup2", 1.0 if ctx.profile.name == "paper" else 0.0)
+    loss = GCLLoss(ctx.counts, scale=ctx.option("gcl_scale"), eps=ctx.option("gcl_eps", 0.5),
+                   margin=ctx.option("gcl_margin", 0.0))  # fmt: skip
+    return LossObjective(loss, mixup=ctx.option("gcl_mixup"), name="gcl")
 
 
 def gcl_stage2_objective(ctx: Context) -> LossObjective:
     """Stage 2: m = 0.1, s = 20, ε = 0.5, focal γ = 1, and mixup on the images before the frozen backbone, as the
     authors' ``cifar_train_classifier.py`` does (``--mixup`` on by default, ``mixup_data`` with α = 1; both labels'
-    losses mixed with the same λ) — α = 1 under ``paper``, 0 under ``quick`` (see :func:`_mixup2`)."""
-    loss = GCLLoss(ctx.counts, scale=_opt(ctx, "gcl_scale2", 20.0), eps=_opt(ctx, "gcl_eps2", 0.5),
-                   margin=_opt(ctx, "gcl_margin2", 0.1), gamma=_opt(ctx, "gcl_gamma", 1.0))  # fmt: skip
-    return LossObjective(loss, mixup=_mixup2(ctx), name="gcl2")
+    losses mixed with the same λ) — α = ``gcl_mixup2``: 1 under ``paper``, 0 under
+    ``quick`` (see the option's declaration)."""
+    loss = GCLLoss(ctx.counts, scale=ctx.option("gcl_scale2"), eps=ctx.option("gcl_eps2", 0.5),
+                   margin=ctx.option("gcl_margin2"), gamma=ctx.option("gcl_gamma"))  # fmt: skip
+    return LossObjective(loss, mixup=ctx.option("gcl_mixup2"), name="gcl2")
 
 
 # The authors' classifier stage on CIFAR-LT (``cifar_train_classifier.py``): 30 epochs, batch 64, SGD momentum 0.9,
@@ -299,16 +305,16 @@ def gcl_stage2_schedule(cfg, ctx: Context | None):
 
 def gcl_angular_stage1_objective(ctx: Context) -> LossObjective:
     """Angular stage 1: m = 0.5, ε = 0.1, s = 30."""
-    loss = GCLAngularLoss(ctx.counts, scale=_opt(ctx, "gcl_scale", 30.0), eps=_opt(ctx, "gcl_eps", 0.1),
-                          margin=_opt(ctx, "gcl_margin", 0.5))  # fmt: skip
-    return LossObjective(loss, mixup=_mixup(ctx), name="gcl_angular")
+    loss = GCLAngularLoss(ctx.counts, scale=ctx.option("gcl_scale"), eps=ctx.option("gcl_eps", 0.1),
+                          margin=ctx.option("gcl_margin", 0.5))  # fmt: skip
+    return LossObjective(loss, mixup=ctx.option("gcl_mixup"), name="gcl_angular")
 
 
 def gcl_angular_stage2_objective(ctx: Context) -> LossObjective:
     """Angular stage 2 (the book's choice, by analogy with the cosine form): m = 0.1, s = 20, ε = 0.1, γ = 1."""
-    loss = GCLAngularLoss(ctx.counts, scale=_opt(ctx, "gcl_scale2", 20.0), eps=_opt(ctx, "gcl_eps2", 0.1),
-                          margin=_opt(ctx, "gcl_margin2", 0.1), gamma=_opt(ctx, "gcl_gamma", 1.0))  # fmt: skip
-    return LossObjective(loss, mixup=_mixup2(ctx), name="gcl_angular2")
+    loss = GCLAngularLoss(ctx.counts, scale=ctx.option("gcl_scale2"), eps=ctx.option("gcl_eps2", 0.1),
+                          margin=ctx.option("gcl_margin2"), gamma=ctx.option("gcl_gamma"))  # fmt: skip
+    return LossObjective(loss, mixup=ctx.option("gcl_mixup2"), name="gcl_angular2")
 
 
 GCL_STAGE1 = Stage(objective=gcl_stage1_objective, sampler="instance", name="stage1")

@@ -71,8 +71,8 @@ from torch import nn
 
 from ..data import ImageData
 from ..errors import LtkdError
-from . import Context, Recipe, Stage, register
-from .distill import COSINE_TEACHER_SCALE, _opt, _teacher, dkd_objective, kd_objective, soften, teacher_logits
+from . import FRACTION, NONNEGATIVE, Context, Recipe, Stage, option, register
+from .distill import COSINE_TEACHER_SCALE, _teacher, dkd_objective, kd_objective, soften, teacher_logits
 
 __all__ = [
     "revision_beta",
@@ -211,9 +211,9 @@ def selection_scores(teacher: nn.Module, data: ImageData, device=None, batch_siz
                      cosine_scale: float = COSINE_TEACHER_SCALE) -> torch.Tensor:  # fmt: skip
     """The teacher's true-class margin s_i = p_y − max_{j≠y} p_j (T = 1, no augmentation), shape (N,), on the CPU."""
     from ..data import TensorLoader
-    from ..train import get_device
+    from ..device import get_device
 
-    dev = get_device(device) if not isinstance(device, torch.device) else device
+    dev = get_device(device)
     was = teacher.training
     teacher.to(dev).eval()
     out = []
@@ -246,20 +246,30 @@ def selection_mask(teacher: nn.Module, data: ImageData, fraction: float = DEFAUL
 # --------------------------------------------------------------------------------------
 # 4. Recipes
 # --------------------------------------------------------------------------------------
+option("eta", "number", DEFAULT_ETA, "label revision: eta in (0, 1)", **{**FRACTION, "low_in": False, "high_in": False})
+option("fraction", "number", DEFAULT_FRACTION, "data selection: fraction of samples the teacher supervises, in [0, 1]",
+       **FRACTION)  # fmt: skip
+option("lr_lambda1", "number", None, "label revision (kd-lr, kd-lr-ds, dkd-lr-ds): weight lambda1 of the distillation "
+       "term on samples the teacher gets right (KD 4, DKD 1)", **NONNEGATIVE)  # fmt: skip
+option("lr_lambda2", "number", DEFAULT_LAMBDA2, "label revision: weight lambda2 of the revised-label term on samples "
+       "the teacher gets wrong", **NONNEGATIVE)  # fmt: skip
+option("ds_criterion", ("margin",), "margin", "data selection: how samples are scored (margin: the teacher's "
+       "true-class margin, this project's criterion; the paper's influence score is not implemented, see "
+       "label_revision.py)")  # fmt: skip
+
+
 def _lr_all(ctx: Context) -> LabelRevision:
-    return LabelRevision(_opt(ctx, "eta", DEFAULT_ETA))
+    return LabelRevision(ctx.option("eta"))
 
 
 def _split(ctx: Context, host: str) -> RevisionSplit:
-    return RevisionSplit(_opt(ctx, "eta", DEFAULT_ETA), _opt(ctx, "lr_lambda1", DEFAULT_LAMBDA1[host]),
-                         _opt(ctx, "lr_lambda2", DEFAULT_LAMBDA2), right_term=logit_mse if host == "kd" else None)  # fmt: skip
+    return RevisionSplit(ctx.option("eta"), ctx.option("lr_lambda1", DEFAULT_LAMBDA1[host]), ctx.option("lr_lambda2"),
+                         right_term=logit_mse if host == "kd" else None)  # fmt: skip
 
 
 def _ds(ctx: Context) -> torch.Tensor:
-    crit = ctx.options.get("ds_criterion", "margin")
-    if crit != "margin":
-        raise LtkdError(f"unknown ds_criterion {crit!r}; ltkd implements 'margin' (see label_revision.py)")
-    return selection_mask(_teacher(ctx), ctx.train, _opt(ctx, "fraction", DEFAULT_FRACTION), ctx.device)
+    ctx.option("ds_criterion")  # checked: "margin" is the only criterion implemented (see the module docstring)
+    return selection_mask(_teacher(ctx), ctx.train, ctx.option("fraction"), ctx.device)
 
 
 def kd_lr_objective(ctx: Context):
@@ -274,7 +284,7 @@ def kd_lr_all_objective(ctx: Context):
 
 
 def kd_mix_objective(ctx: Context):
-    return kd_objective(ctx, revision=LabelRevision(_opt(ctx, "eta", DEFAULT_ETA), constant=True))
+    return kd_objective(ctx, revision=LabelRevision(ctx.option("eta"), constant=True))
 
 
 def kd_ds_objective(ctx: Context):
@@ -291,14 +301,15 @@ def dkd_lr_ds_objective(ctx: Context):
 
 register(Recipe("kd-lr", "KD with label revision as in Lan et al. 2024 (teacher-right samples: CE + λ1·distillation; "
                 "teacher-wrong: λ2·revised label); teacher via `ltkd distill`",
-                [Stage(objective=kd_lr_objective, name="kd-lr")], chapter="05"))  # fmt: skip
+                [Stage(objective=kd_lr_objective, name="kd-lr")], chapter="05", teacher=True))  # fmt: skip
 register(Recipe("kd-lr-all", "variant: every sample's T = 4 soft label revised inside KD's KL term (this book's former "
-                "kd-lr)", [Stage(objective=kd_lr_all_objective, name="kd-lr-all")], chapter="05"))  # fmt: skip
+                "kd-lr)", [Stage(objective=kd_lr_all_objective, name="kd-lr-all")], chapter="05",
+                teacher=True))  # fmt: skip
 register(Recipe("kd-mix", "control for label revision: KD with the label mixed in at a constant β = η on every "
-                "sample", [Stage(objective=kd_mix_objective, name="kd-mix")], chapter="05"))  # fmt: skip
+                "sample", [Stage(objective=kd_mix_objective, name="kd-mix")], chapter="05", teacher=True))  # fmt: skip
 register(Recipe("kd-ds", "KD with data selection (teacher margin; this project's criterion)",
-                [Stage(objective=kd_ds_objective, name="kd-ds")], chapter="05"))  # fmt: skip
+                [Stage(objective=kd_ds_objective, name="kd-ds")], chapter="05", teacher=True))  # fmt: skip
 register(Recipe("kd-lr-ds", "KD with label revision and data selection (Lan et al. 2024; margin selection)",
-                [Stage(objective=kd_lr_ds_objective, name="kd-lr-ds")], chapter="05"))  # fmt: skip
+                [Stage(objective=kd_lr_ds_objective, name="kd-lr-ds")], chapter="05", teacher=True))  # fmt: skip
 register(Recipe("dkd-lr-ds", "DKD with label revision and data selection (teacher-right samples: CE + λ1·DKD)",
-                [Stage(objective=dkd_lr_ds_objective, name="dkd-lr-ds")], chapter="05"))  # fmt: skip
+                [Stage(objective=dkd_lr_ds_objective, name="dkd-lr-ds")], chapter="05", teacher=True))  # fmt: skip
