@@ -44,8 +44,10 @@ Where ltkd differs from the authors (what they do / what ltkd does / why):
   one schedule); over 10 epochs the difference is under one epoch's step;
 * ``quick`` profile: 3 stage-2 epochs and BatchNorm frozen (the authors: 10 epochs, BatchNorm
   updating) — the book's CPU budget, and with BatchNorm frozen ρ = 0 with a fresh head is cRT exactly;
-* ``gcl-h2t`` keeps GCL's stage 2 (BatchNorm frozen, as GCL's authors' classifier stage; no stage-2
-  mixup, which the fusion replaces) — the H2T repository publishes only CE configs for CIFAR;
+* ``gcl-h2t`` keeps GCL's stage-2 loss, sampler and frozen BatchNorm (as GCL's authors' classifier stage),
+  without GCL's stage-2 mixup (the fusion takes its place) and, in the ``paper`` profile, on H2T's stage-2
+  schedule (10 epochs from 0.02) rather than GCL's (30 from 0.002) — the H2T repository publishes only
+  CE configs for CIFAR, so how the authors combine the two is not known to us;
 * donors are augmented like training images (random crop, flip) with their own seeded
   generators, so the class-balanced batch order is the same as cRT's (the authors' donors come from
   a second data loader with the same augmentation).
