@@ -6,13 +6,16 @@ lock, so several copies of this script can run side by side and an interrupted r
     LTKD_THREADS=1 python experiments/h2t_table.py --part table --seeds 0 1 2
     LTKD_THREADS=1 python experiments/h2t_table.py --part ablation --seeds 0 1
 
-* ``table``: cRT and H2T (ρ = 0.25) on one CE stage-1 model, GCL's two-stage recipe and H2T on
-  GCL (GCL's stage 2 on fused maps) on one GCL stage-1 model — the ``crt``, ``h2t``, ``gcl`` and
-  ``gcl-h2t`` recipes of the quick profile, as ``ltkd train`` runs them.
+* ``table``: on one CE stage-1 model: cRT, the ``h2t`` recipe (H2T ρ = 0.25 fine-tuning the stage-1
+  classifier, as the authors) and its ρ = 0 control, and H2T with a fresh head (the former recipe, whose
+  control is cRT); on one GCL stage-1 model: GCL's stage 2 with mixup (``gcl``, the authors' setting) and
+  without (``gcl/nomix``, the ``gcl`` recipe's quick default) and H2T on GCL (``gcl-h2t``; its control is
+  ``gcl/nomix``) — quick profile, as ``ltkd train`` runs them.
 * ``ablation``: the ingredients in which the published recipe differs from the quick one, each
-  with its own ρ = 0 control: stage-1 mixup (α = 1), backbone BatchNorm statistics updating in
-  stage 2, class-balanced instead of instance-sampled donors, the published stage-2 length
-  (10 epochs at lr 0.02) with all of the above, and the ρ sweep {0.1, 0.5}.
+  with its own ρ = 0 control (all with the stage-1 classifier kept): stage-1 mixup (α = 1), backbone
+  BatchNorm statistics updating in stage 2 (the two batches in separate passes), class-balanced
+  instead of instance-sampled donors, the published stage-2 length (10 epochs at lr 0.02) with all of
+  the above, and the ρ sweep {0.1, 0.5}.
 
 Stage-1 models are trained once per (kind, seed) and cached in ``$H2T_CACHE`` (default
 /tmp/ltkd_h2t_cache). Data: Fashion-MNIST-LT IF 100 (exp), quick profile (cnn6), device from
@@ -51,44 +54,49 @@ STAGE1 = {"ce": (CE_STAGE, "linear", 0.0), "ce-mixup": (CE_STAGE, "linear", 1.0)
 
 
 
-def _published(rho: float, note: str) -> tuple:
-    """H2T's published stage 2 (BN statistics updating, 10 epochs at lr 0.02) on a mixup stage 1, at ρ = ``rho``."""
-    return ("ce-mixup", h2t_stage(bn="train"), {"fusion_ratio": rho}, {"epochs": 10, "lr": 0.02}, note)
-
-
 # setting -> (stage-1 kind, stage-2 Stage, options, stage-2 overrides, description)
+# Since issue 22 the ``h2t`` and ``gcl-h2t`` recipes fine-tune the stage-1 classifier (as the authors'
+# train_stage2.py) and GCL's stage 2 uses mixup (as the authors' cifar_train_classifier.py); every H2T
+# setting below is paired with a ρ = 0 control that differs from it by the fusion only.
+H2T_KEPT = h2t_stage()  # head=None: fine-tune the stage-1 classifier
+H2T_FRESH = h2t_stage(head="linear")  # a fresh linear head (the book's former recipe)
+H2T_KEPT_BN = h2t_stage(bn="train")
 SETTINGS = {
-    "crt": ("ce", CRT_STAGE, {}, {}, "cRT: CE stage 1, fresh linear head, class-balanced, BN frozen (= H2T ρ=0)"),
-    "h2t": ("ce", h2t_stage(), {"fusion_ratio": 0.25}, {}, "H2T ρ=0.25 on CE (the h2t recipe)"),
-    "gcl": ("gcl", GCL_STAGE2, {}, {}, "GCL two-stage (the gcl recipe; = GCL-H2T ρ=0)"),
-    "gcl-h2t": ("gcl", gcl_h2t_stage(), {"fusion_ratio": 0.25}, {}, "H2T ρ=0.25 on GCL (the gcl-h2t recipe)"),
-    "mix/crt": ("ce-mixup", CRT_STAGE, {}, {}, "stage 1 with mixup α=1; cRT"),
-    "mix/h2t": ("ce-mixup", h2t_stage(), {"fusion_ratio": 0.25}, {}, "stage 1 with mixup α=1; H2T ρ=0.25"),
-    "bn/crt": ("ce", h2t_stage(bn="train"), {"fusion_ratio": 0.0}, {}, "BN statistics updating in stage 2; ρ=0"),
-    "bn/h2t": ("ce", h2t_stage(bn="train"), {"fusion_ratio": 0.25}, {}, "BN statistics updating; H2T ρ=0.25"),
-    "mix+bn/crt": ("ce-mixup", h2t_stage(bn="train"), {"fusion_ratio": 0.0}, {}, "mixup stage 1 + BN updating; ρ=0"),
-    "mix+bn/h2t": (
-        "ce-mixup",
-        h2t_stage(bn="train"),
-        {"fusion_ratio": 0.25},
-        {},
-        "mixup stage 1 + BN updating; H2T ρ=0.25",
-    ),
-    "donor-cb/h2t": (
-        "ce",
-        h2t_stage(),
-        {"fusion_ratio": 0.25, "h2t_donor": "class-balanced"},
-        {},
-        "donors class-balanced instead of instance-sampled; H2T ρ=0.25",
-    ),
-    "published/crt": _published(0.0, "mixup stage 1 + BN updating + 10 stage-2 epochs at lr 0.02; ρ=0"),
-    "published/h2t": _published(0.25, "the published stage 2 on a mixup stage 1: BN updating, 10 epochs, lr 0.02; "
-                                "H2T ρ=0.25"),  # fmt: skip
-    "rho0.1": ("ce", h2t_stage(), {"fusion_ratio": 0.1}, {}, "H2T ρ=0.1 on CE"),
-    "rho0.5": ("ce", h2t_stage(), {"fusion_ratio": 0.5}, {}, "H2T ρ=0.5 on CE"),
+    "crt": ("ce", CRT_STAGE, {}, {}, "cRT: CE stage 1, fresh linear head, class-balanced, BN frozen (= fresh-head H2T ρ=0)"),
+    "h2t-fresh": ("ce", H2T_FRESH, {"fusion_ratio": 0.25}, {},
+                  "H2T ρ=0.25 with a fresh linear head (the former h2t recipe; control: crt)"),
+    "h2t/rho0": ("ce", H2T_KEPT, {"fusion_ratio": 0.0}, {},
+                 "stage-1 classifier fine-tuned on class-balanced batches, no fusion (control of h2t)"),
+    "h2t": ("ce", H2T_KEPT, {"fusion_ratio": 0.25}, {},
+            "H2T ρ=0.25 fine-tuning the stage-1 classifier (the h2t recipe, quick profile)"),
+    "gcl": ("gcl", GCL_STAGE2, {"gcl_mixup2": 1.0}, {},
+            "GCL two-stage with stage-2 mixup α=1 (the authors' classifier stage; the gcl recipe's paper-profile default)"),
+    "gcl/nomix": ("gcl", GCL_STAGE2, {"gcl_mixup2": 0.0}, {},
+                  "GCL two-stage without stage-2 mixup (the gcl recipe's quick default; = GCL-H2T ρ=0, the control of "
+                  "gcl-h2t)"),
+    "gcl-h2t": ("gcl", gcl_h2t_stage(), {"fusion_ratio": 0.25}, {},
+                "H2T ρ=0.25 on GCL: GCL's stage 2 (kept cosine head, no mixup) on fused maps (the gcl-h2t recipe)"),
+    "mix/crt": ("ce-mixup", H2T_KEPT, {"fusion_ratio": 0.0}, {}, "stage 1 with mixup α=1; kept head, ρ=0"),
+    "mix/h2t": ("ce-mixup", H2T_KEPT, {"fusion_ratio": 0.25}, {}, "stage 1 with mixup α=1; kept head, H2T ρ=0.25"),
+    "bn/crt": ("ce", H2T_KEPT_BN, {"fusion_ratio": 0.0}, {}, "BN statistics updating in stage 2; kept head, ρ=0"),
+    "bn/h2t": ("ce", H2T_KEPT_BN, {"fusion_ratio": 0.25}, {},
+               "BN statistics updating (two separate passes); kept head, H2T ρ=0.25"),
+    "mix+bn/crt": ("ce-mixup", H2T_KEPT_BN, {"fusion_ratio": 0.0}, {}, "mixup stage 1 + BN updating; kept head, ρ=0"),
+    "mix+bn/h2t": ("ce-mixup", H2T_KEPT_BN, {"fusion_ratio": 0.25}, {},
+                   "mixup stage 1 + BN updating; kept head, H2T ρ=0.25"),
+    "donor-cb/h2t": ("ce", H2T_KEPT, {"fusion_ratio": 0.25, "h2t_donor": "class-balanced"}, {},
+                     "donors class-balanced instead of instance-sampled; kept head, H2T ρ=0.25 (control: h2t/rho0)"),
+    "published/crt": ("ce-mixup", H2T_KEPT_BN, {"fusion_ratio": 0.0}, {"epochs": 10, "lr": 0.02},
+                      "the published stage 2 without fusion: mixup stage 1, kept head, BN updating, 10 epochs at lr "
+                      "0.02; ρ=0"),
+    "published/h2t": ("ce-mixup", H2T_KEPT_BN, {"fusion_ratio": 0.25}, {"epochs": 10, "lr": 0.02},
+                      "the published stage 2 on a mixup stage 1: kept head, BN updating (separate passes), 10 epochs, "
+                      "lr 0.02; H2T ρ=0.25"),
+    "rho0.1": ("ce", H2T_KEPT, {"fusion_ratio": 0.1}, {}, "H2T ρ=0.1 on CE, kept head"),
+    "rho0.5": ("ce", H2T_KEPT, {"fusion_ratio": 0.5}, {}, "H2T ρ=0.5 on CE, kept head"),
 }
 PARTS = {
-    "table": ["crt", "h2t", "gcl", "gcl-h2t"],
+    "table": ["crt", "h2t/rho0", "h2t", "h2t-fresh", "gcl", "gcl/nomix", "gcl-h2t"],
     "ablation": [
         "mix/crt",
         "mix/h2t",

@@ -15,8 +15,11 @@ Seeds are the outer loop, so a short GPU session finishes one seed of every meth
 cRT starts from the CE run's stage-1 model of the same seed (its stage 1 *is* CE's, as the
 papers' two-stage code loads a stage-1 checkpoint); its ``seconds`` count stage 2 only and
 ``reproduction.stage1_seconds`` gives the CE stage's time. H2T trains its own stage 1: CE with
-mixup α = 1, as published (``ltkd.methods.h2t.H2T_STAGE1``); its stage 2 lets backbone BatchNorm
-statistics update, as published (``ltkd.methods.h2t.h2t_bn``; chapter 3's quick runs keep them frozen).
+mixup α = 1, as published (``ltkd.methods.h2t.H2T_STAGE1``); its stage 2 fine-tunes the stage-1 classifier
+and lets backbone BatchNorm statistics update, as published (``ltkd.methods.h2t.h2t_head``, ``h2t_bn``;
+chapter 3's quick runs keep them frozen). GCL's stage 2 follows the authors' classifier stage (30 epochs, batch
+64, lr 0.002, mixup; ``ltkd.methods.gcl.gcl_stage2_schedule``); a GCL run recorded before issue 22 used ltkd's
+former 10-epoch stage 2, and its metrics.json's ``stage_configs`` say so.
 Every 10th epoch of each stage and its last are also evaluated on the test set (``--eval-every``; a
 pass over 10,000 images: seconds on a GPU; 23–27 s for ResNet-32 on two CPU cores, ≈ 9 min over a
 200 + 10-epoch run, ≈ 4 % of it): the results file keeps the curve
@@ -56,13 +59,13 @@ BOOK_PAGE = ROOT / "book" / "reproduction.md"
 METHODS = ["ce", "crt", "ldam-drw", "la", "gcl", "h2t"]
 LABELS = {"ce": "CE", "crt": "CE + cRT", "ldam-drw": "LDAM-DRW", "la": "logit adjustment", "gcl": "GCL (two-stage)",
           "h2t": "H2T (CE + mixup stage 1)"}  # fmt: skip
-# Published top-1 (%), CIFAR-10-LT IF 100, ResNet-32 — as quoted in ../shared/METHODS.md.
+# Published top-1 (%), CIFAR-10-LT IF 100, ResNet-32, each checked against its paper's table (issue 22).
 PUBLISHED = {
-    "ce": (70.4, "Cao et al. 2019 (LDAM-DRW paper)"),
+    "ce": (70.4, "Table 2 of Cao et al. 2019: ERM top-1 error 29.64"),
     "crt": (None, "no CIFAR-10-LT number quoted"),
-    "ldam-drw": (77.0, "Cao et al. 2019"),
-    "la": (77.9, "Menon et al. 2021 (different data split, TensorFlow)"),
-    "gcl": (82.7, "Li et al. 2022; approximate, not verified against the paper's table"),
+    "ldam-drw": (77.0, "Table 2 of Cao et al. 2019: top-1 error 22.97"),
+    "la": (77.7, "Table 2 of Menon et al. 2021: balanced error 22.33, 5 trials; different data split, TensorFlow"),
+    "gcl": (None, "Li et al. 2022 report CIFAR-10-LT; not checked against the paper's table here, so not quoted"),
     "h2t": (None, "H2T publishes CIFAR-100-LT only"),
 }
 PARKED = RESULTS_DIR / "unfinished"  # --park: unfinished runs' checkpoints, to commit

@@ -23,7 +23,7 @@ from .data import ImageData, load, long_tail
 from .device import get_device
 from .distributed import is_main
 from .errors import LtkdError
-from .methods import METHODS, Context, Recipe, check_options, get_method, stage_config
+from .methods import METHODS, Context, Recipe, check_options, get_method, stage_config, stage_head
 from .methods.distill import load_teacher, training_error
 from .metrics import accuracy_report, count_flops, count_params
 from .models import MODELS, build_model, set_head
@@ -76,9 +76,10 @@ def run_stages(
     for i, stage in enumerate(recipe.stages):
         if i < skip:
             continue
-        cfg = stage_config(profile, stage)
-        if stage.head is not None:
-            set_head(model, stage.head)
+        cfg = stage_config(profile, stage, ctx)
+        head = stage_head(stage, ctx)
+        if head is not None:
+            set_head(model, head)
         sampler = stage.sampler(ctx) if callable(stage.sampler) else stage.sampler
         objective = stage.objective(ctx)
         bn = stage.bn(ctx) if callable(stage.bn) else stage.bn
@@ -212,6 +213,7 @@ def run(
                       progress=progress, checkpoint_dir=outdir / "checkpoints" if outdir else None,
                       test=test, eval_every=eval_every)  # fmt: skip
     report = evaluate(net, test, train.counts, dev, distributed=True)  # under torchrun: shared by the ranks
+    ctx = Context(train=train, profile=prof, device=dev, seed=seed, options=dict(options or {}))
     metrics = {
         **report,
         "train_counts": [int(c) for c in train.counts],
@@ -223,8 +225,8 @@ def run(
         "seed": seed,
         "profile": prof.name,
         "epochs": prof.stage1.epochs,
-        "stage_epochs": {s.name: stage_config(prof, s).epochs for s in recipe.stages},
-        "stage_configs": {s.name: dataclasses.asdict(stage_config(prof, s)) for s in recipe.stages},
+        "stage_epochs": {s.name: stage_config(prof, s, ctx).epochs for s in recipe.stages},
+        "stage_configs": {s.name: dataclasses.asdict(stage_config(prof, s, ctx)) for s in recipe.stages},
         "params": count_params(net),
         "flops": count_flops(net, tuple(train.images.shape[1:])),
         "flops_convention": "one multiply-add = 2 FLOPs, one image, forward pass",

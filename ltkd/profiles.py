@@ -105,7 +105,8 @@ PROFILES = {
             option_defaults={"gcl_mixup": 1.0, "h2t_mixup": 1.0},  # GCL's and H2T's published stage 1: mixup α = 1
         ),  # fmt: skip
         stage2=TrainConfig(epochs=10, batch_size=128, lr=0.02, weight_decay=2e-4, warmup_epochs=0, schedule="cosine",
-                           option_defaults={"h2t_bn": "train"}),  # H2T's published stage 2: BN statistics update
+                           # H2T's published stage 2: BN statistics update; GCL's classifier stage: mixup α = 1
+                           option_defaults={"h2t_bn": "train", "gcl_mixup2": 1.0}),
         notes="the CIFAR-LT recipe (Cao et al. 2019; GCL; H2T): ResNet-32, 200 epochs, for a GPU",
     ),
     "kd-paper": Profile(

@@ -166,7 +166,7 @@ def test_recipes_rho_zero_is_crt_and_fusion_ratio_option(digits):
     data = (long_tail(digits[0], 10), digits[1])
     assert [s.name for s in get_method("h2t").stages] == ["stage1", "h2t"]
     gh = get_method("gcl-h2t")
-    assert gh.head == "cosine" and gh.stages[1].head is None  # keeps the stage-1 cosine head
+    assert gh.head == "cosine"
     quick = get_profile("quick")  # without the digits overrides: 2 + 1 epochs, seconds
     prof = quick.replace(
         extra={},
@@ -175,10 +175,14 @@ def test_recipes_rho_zero_is_crt_and_fusion_ratio_option(digits):
     )
     _, ce_net = run("ce", data=data, seed=1, profile=prof, device="cpu")
     s1 = ce_net.state_dict()
-    h0, _ = run("h2t", data=data, seed=1, stage1_state=s1, options={"fusion_ratio": 0.0}, profile=prof, device="cpu")
+    fresh = {"fusion_ratio": 0.0, "h2t_head": "fresh"}
+    h0, _ = run("h2t", data=data, seed=1, stage1_state=s1, options=fresh, profile=prof, device="cpu")
     c0, _ = run("crt", data=data, seed=1, stage1_state=s1, profile=prof, device="cpu")
-    assert h0["per_class"] == c0["per_class"]  # same stage-1 model: ρ = 0 is cRT to the last digit
-    h5, _ = run("h2t", data=data, seed=1, stage1_state=s1, options={"fusion_ratio": 0.5}, profile=prof, device="cpu")
+    assert h0["per_class"] == c0["per_class"]  # same stage-1 model: ρ = 0 with a fresh head is cRT to the last digit
+    k0, _ = run("h2t", data=data, seed=1, stage1_state=s1, options={"fusion_ratio": 0.0}, profile=prof, device="cpu")
+    assert [r["loss"] for r in k0["history"]] != [r["loss"] for r in h0["history"]]  # the kept head is not cRT's
+    h5, _ = run("h2t", data=data, seed=1, stage1_state=s1, options={"fusion_ratio": 0.5, "h2t_head": "fresh"},
+                profile=prof, device="cpu")  # fmt: skip
     assert [r["loss"] for r in h5["history"]] != [r["loss"] for r in h0["history"]]
 
 
@@ -226,7 +230,7 @@ def test_h2t_stage2_batchnorm_follows_the_profile(digits):
         return any(not torch.equal(before[k], after[k]) for k in before)
 
     published = tiny.replace(stage2=tiny.stage2.replace(option_defaults={"h2t_bn": "train"}))  # as the paper profile
-    assert get_profile("paper").stage2.option_defaults == {"h2t_bn": "train"}
+    assert get_profile("paper").stage2.option_defaults["h2t_bn"] == "train"
     assert not bn_moves(tiny)
     assert bn_moves(published)
     assert not bn_moves(tiny.replace(name="paper"))  # the profile's stage config decides, not its name
@@ -235,3 +239,74 @@ def test_h2t_stage2_batchnorm_follows_the_profile(digits):
     ctx = Context(train=train, profile=tiny, device="cpu", seed=0, options={"h2t_bn": "yes"})
     with pytest.raises(LtkdError, match="h2t_bn"):
         h2t_bn(ctx)
+
+
+@pytest.mark.parametrize("method,kind", [("h2t", "LinearHead"), ("gcl-h2t", "CosineHead")])
+def test_stage2_fine_tunes_the_stage1_classifier_and_fresh_head_is_an_option(digits, method, kind, monkeypatch):
+    """As the authors' train_stage2.py: stage 2 starts from the stage-1 classifier's weights (default); with
+    ``h2t_head=fresh`` it starts from newly initialised ones."""
+    from ltkd.experiment import run_stages
+    from ltkd.models import build_model
+
+    train = long_tail(digits[0], 10)
+    quick = get_profile("quick")
+    tiny = quick.replace(extra={}, stage2=quick.stage2.replace(epochs=1, batch_size=32, lr=0.0, weight_decay=0.0))
+    recipe = get_method(method)
+    for choice in ("stage1", "fresh"):
+        torch.manual_seed(3)
+        model = build_model("cnn6x0.5", train.num_classes, train.in_channels, head=recipe.head)
+        assert type(model.head).__name__ == kind
+        with torch.no_grad():
+            for p in model.head.parameters():
+                p.add_(1.0)  # weights no fresh initialisation would give
+        start = {k: v.clone() for k, v in model.head.state_dict().items()}
+        seen = []
+        import ltkd.experiment as ex
+
+        real_fit = ex.fit
+
+        def spy(model_, *a, seen=seen, real_fit=real_fit, **kw):
+            seen.append({k: v.clone() for k, v in model_.head.state_dict().items()})
+            return real_fit(model_, *a, **kw)
+
+        monkeypatch.setattr(ex, "fit", spy)
+        run_stages(recipe, model, train, tiny, skip=1, device="cpu", options={"h2t_head": choice}, progress=False)
+        monkeypatch.setattr(ex, "fit", real_fit)
+        same = all(torch.equal(seen[0][k], start[k]) for k in start)
+        assert same == (choice == "stage1"), (method, choice)
+
+
+def test_two_batches_are_forwarded_separately_as_the_authors(small):
+    """With backbone BatchNorm in training mode each batch is normalised with its own statistics."""
+    train, model = small
+    calls = []
+    orig = model.features
+
+    def features(x):
+        calls.append(len(x))
+        return orig(x)
+
+    model.features = features
+    model.train()
+    x, y = _batch(train)
+    H2T(train, 0.5).train()(model, x, y)
+    assert calls == [16, 16]  # two passes of one batch each, not one pass of 32
+    calls.clear()
+    H2T(train, 0.5, joint_pass=True).train()(model, x, y)
+    assert calls == [32]
+
+
+def test_h2t_paper_stage2_settings_follow_the_authors_config_for_the_imbalance_factor(digits):
+    from ltkd.methods import Context, stage_config
+
+    paper, quick = get_profile("paper"), get_profile("quick")
+    stage = get_method("h2t").stages[1]
+    for imb, wd in ((100, 5e-4), (50, 2e-4), (200, 2e-4), (10, paper.stage2.weight_decay)):
+        train = long_tail(digits[0], imb) if imb <= 10 else None
+        if train is None:  # digits has too few images for IF ≥ 50: fake the counts
+            train = type("T", (), {"counts": np.array([imb * 5] + [5] * 9)})()
+        cfg = stage_config(paper, stage, Context(train=train, profile=paper, device=torch.device("cpu")))
+        assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.schedule) == (10, 128, 0.02, "cosine")
+        assert cfg.weight_decay == wd, imb
+    ctx = Context(train=long_tail(digits[0], 10), profile=quick, device=torch.device("cpu"))
+    assert stage_config(quick, stage, ctx) == quick.stage2

@@ -124,3 +124,80 @@ def test_kd_mix_recipe_trains_with_the_constant_mix(digits):
     teacher = build_model("cnn6x0.5", 10, 1)
     m, _ = run("kd-mix", data=digits, epochs=1, device="cpu", options={"teacher": teacher, "eta": 0.6})
     assert m["method"] == "kd-mix" and 0 <= m["overall"] <= 1 and m["options"]["eta"] == 0.6
+
+
+def _split_batch():
+    # teacher logits: samples 0, 1, 3 right (argmax = y), sample 2 and 4 wrong
+    zt = torch.tensor([[3.0, 1.0, 0.0], [0.0, 2.0, 1.0], [2.0, 0.5, 0.0], [0.0, 0.0, 1.0], [0.0, 4.0, 1.0]])
+    zs = torch.tensor([[1.0, 0.5, -1.0], [0.2, 0.1, 0.0], [0.0, 1.0, 0.5], [1.0, -1.0, 0.0], [0.5, 0.5, 0.5]],
+                      requires_grad=True)  # fmt: skip
+    y = torch.tensor([0, 1, 2, 2, 0])
+    return zs, zt, y
+
+
+def test_split_loss_equals_a_hand_computation():
+    """The paper's loss (as the public re-implementation): CE + λ1·logit MSE on the teacher's right samples,
+    λ2·MSE(softmax, revised label) on its wrong ones; unselected samples get CE only; each a mean over its subset."""
+    from ltkd.methods.label_revision import RevisionSplit, logit_mse
+
+    zs, zt, y = _split_batch()
+    mask = torch.tensor([True, True, True, False, True])  # sample 3 (right) is not selected
+    split = RevisionSplit(eta=0.8, lambda1=4.0, lambda2=1.0, right_term=logit_mse)
+    obj = KD(torch.nn.Identity(), split=split)
+    out = split(obj, zs, zt, y, mask)
+    # by hand: G = {0, 1, 3} (right or unselected), R = {0, 1}, W = {2, 4}
+    ce = sum(-torch.log_softmax(zs[i], 0)[y[i]] for i in (0, 1, 3)) / 3
+    mse1 = sum(((zs[i] - zt[i]) ** 2).sum() for i in (0, 1)) / (2 * 3)
+    mse2 = 0.0
+    for i in (2, 4):
+        pt = torch.softmax(zt[i], 0)
+        beta = 0.8 / (pt.max() - pt[y[i]] + 1)
+        target = beta * pt + (1 - beta) * torch.nn.functional.one_hot(y[i], 3)
+        mse2 = mse2 + ((torch.softmax(zs[i], 0) - target) ** 2).sum()
+    mse2 = mse2 / (2 * 3)
+    torch.testing.assert_close(out["ce"], ce)
+    torch.testing.assert_close(out["kd"], 4.0 * mse1)
+    torch.testing.assert_close(out["lr"], 1.0 * mse2)
+    sum(out.values()).backward()
+    assert torch.isfinite(zs.grad).all()
+
+
+def test_split_leaves_the_targets_of_samples_the_teacher_gets_right():
+    """Where the teacher is right the paper keeps its prediction: η changes nothing there (all-sample revision,
+    kd-lr-all, moves those targets too)."""
+    from ltkd.methods.label_revision import RevisionSplit, logit_mse
+
+    zs, zt, y = _split_batch()
+    right = torch.tensor([0, 1, 3])
+    obj = KD(torch.nn.Identity())
+    a = RevisionSplit(0.3, right_term=logit_mse)(obj, zs[right], zt[right], y[right])
+    b = RevisionSplit(0.9, right_term=logit_mse)(obj, zs[right], zt[right], y[right])
+    for k in a:
+        torch.testing.assert_close(a[k], b[k])
+    assert float(a["lr"].detach()) == 0.0
+    p = soften(zt[right], 4.0)
+    assert not torch.allclose(LabelRevision(0.3)(p, y[right]), LabelRevision(0.9)(p, y[right]))
+
+
+def test_kd_lr_recipes_use_the_split_and_kd_lr_all_the_former_revision(digits):
+    from ltkd.experiment import run
+    from ltkd.methods import Context, get_method
+    from ltkd.methods.label_revision import RevisionSplit
+    from ltkd.profiles import get_profile
+
+    teacher = build_model("cnn6x0.5", 10, 1)
+    ctx = Context(train=digits[0], profile=get_profile("quick"), device=torch.device("cpu"),
+                  options={"teacher": teacher, "lr_lambda2": 2.0})  # fmt: skip
+    for name, l1 in (("kd-lr", 4.0), ("kd-lr-ds", 4.0), ("dkd-lr-ds", 1.0)):
+        obj = get_method(name).stages[0].objective(ctx)
+        assert isinstance(obj.split, RevisionSplit) and obj.revision is None, name
+        assert (obj.split.lambda1, obj.split.lambda2, obj.split.eta) == (l1, 2.0, 0.8), name
+        assert (obj.selected is not None) == name.endswith("-ds")
+    old = get_method("kd-lr-all").stages[0].objective(ctx)
+    assert old.split is None and isinstance(old.revision, LabelRevision) and not old.revision.constant
+    m, _ = run("kd-lr", data=digits, epochs=1, device="cpu", options={"teacher": teacher})
+    assert 0 <= m["overall"] <= 1 and {"ce", "kd", "lr"} <= set(m["history"][-1])
+    with pytest.raises(LtkdError, match="ds_criterion"):
+        get_method("kd-lr-ds").stages[0].objective(Context(train=digits[0], profile=get_profile("quick"),
+                                                           device=torch.device("cpu"),
+                                                           options={"teacher": teacher, "ds_criterion": "x"}))  # fmt: skip

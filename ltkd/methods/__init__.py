@@ -17,6 +17,7 @@ file (plain imports: a missing one is an error); the compact networks' files reg
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from ..errors import LtkdError
 from ..profiles import Profile
 
 __all__ = ["Context", "Stage", "Recipe", "METHODS", "Option", "OPTIONS", "option", "register", "get_method",
-           "parse_option", "check_option", "check_options"]
+           "parse_option", "check_option", "check_options", "stage_config", "stage_head"]
 
 
 @dataclass
@@ -70,17 +71,20 @@ class Stage:
 
     * ``objective(ctx) -> nn.Module`` with ``forward(model, x, y) -> (logits, losses)``
     * ``sampler``: a name (``instance``, ``class-balanced``, ``sqrt``) or ``f(ctx) -> ClassSampler``
-    * ``head``: ``None`` keeps the model's head; ``"linear"``/``"cosine"`` puts a fresh one in
+    * ``head``: ``None`` keeps the model's head; ``"linear"``/``"cosine"`` puts a fresh one in; or
+      ``f(ctx) -> str | None`` where it depends on the options (H2T's ``h2t_head``)
     * ``trainable``: ``"all"`` or ``"head"`` (classifier re-training); ``bn`` as in ``fit``, or
       ``f(ctx) -> str`` where it depends on the profile or the options
     * ``config``: which of the profile's configs to use, ``"stage1"`` or ``"stage2"``
     * ``adjust``: ``f(TrainConfig) -> TrainConfig``, the method's own change to that config where its
-      published recipe differs (e.g. LDAM-DRW's ×0.01 learning-rate steps); see :func:`stage_config`
+      published recipe differs (e.g. LDAM-DRW's ×0.01 learning-rate steps), or
+      ``f(TrainConfig, Context) -> TrainConfig`` where the change depends on the profile or the data
+      (GCL's and H2T's stage 2 in the ``paper`` profile); see :func:`stage_config`
     """
 
     objective: Callable[[Context], nn.Module]
     sampler: str | Callable[[Context], ClassSampler] = "instance"
-    head: str | None = None
+    head: str | Callable[[Context], str | None] | None = None
     trainable: str = "all"
     bn: str | Callable[[Context], str] = "frozen"
     config: str = "stage1"
@@ -88,10 +92,22 @@ class Stage:
     adjust: Callable[[Any], Any] | None = None
 
 
-def stage_config(profile, stage: Stage):
-    """The :class:`~ltkd.profiles.TrainConfig` a stage trains with: the profile's, changed by ``stage.adjust``."""
+def stage_config(profile, stage: Stage, ctx: Context | None = None):
+    """The :class:`~ltkd.profiles.TrainConfig` a stage trains with: the profile's, changed by ``stage.adjust``.
+
+    An ``adjust`` of two parameters also gets ``ctx`` (the run's :class:`Context`; without one, a context
+    with no data: such an ``adjust`` must then fall back to the profile alone)."""
     cfg = getattr(profile, stage.config)
-    return stage.adjust(cfg) if stage.adjust is not None else cfg
+    if stage.adjust is None:
+        return cfg
+    if len(inspect.signature(stage.adjust).parameters) >= 2:
+        return stage.adjust(cfg, ctx)
+    return stage.adjust(cfg)
+
+
+def stage_head(stage: Stage, ctx: Context) -> str | None:
+    """The head a stage puts in: ``stage.head``, or ``stage.head(ctx)`` when it is a function."""
+    return stage.head(ctx) if callable(stage.head) else stage.head
 
 
 @dataclass

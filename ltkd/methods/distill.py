@@ -27,7 +27,8 @@ checks it against this file; chapter 5 adds label revision and data selection
    :func:`ltkd.experiment.train_teacher`; it is never downloaded.
 6. The recipes ``kd`` and ``dkd`` (the teacher is passed in ``options["teacher"]``). ``ltkd distill``
    (:func:`ltkd.experiment.distill`: load or train the teacher, then :func:`ltkd.experiment.run`) runs
-   them and every other recipe marked ``teacher=True`` (``kd-lr``, ``kd-ds``, ... in ``label_revision.py``).
+   them and every other recipe marked ``teacher=True`` (``kd-lr``, ``kd-ds``, ``kd-lr-ds``, ``dkd-lr-ds``,
+   ``kd-lr-all``, ``kd-mix`` in ``label_revision.py``).
 """
 
 from __future__ import annotations
@@ -135,6 +136,10 @@ class Distiller(Objective):
     * ``selected`` — a boolean tensor over the *training set*: only selected samples get the
       distillation term; the others are supervised by ground truth alone (CE with weight 1, as if
       trained without a teacher). The engine passes the batch's indices (``wants_index``).
+    * ``split`` — chapter 5's label-revision loss as the paper splits the batch (a
+      :class:`~ltkd.methods.label_revision.RevisionSplit`): ``split(distiller, z_student, z_teacher, y, mask)``
+      returns the loss terms and replaces the CE + distillation sum above (``revision`` and ``split`` exclude
+      each other).
 
     Subclasses implement :meth:`distill` → per-sample distillation loss.
     """
@@ -143,7 +148,8 @@ class Distiller(Objective):
 
     def __init__(self, teacher: nn.Module, T: float = 4.0, ce_weight: float = 1.0, kd_weight: float = 1.0,
                  warmup: float = 0.0, revision: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-                 selected: torch.Tensor | None = None, cosine_scale: float = COSINE_TEACHER_SCALE):  # fmt: skip
+                 selected: torch.Tensor | None = None, cosine_scale: float = COSINE_TEACHER_SCALE,
+                 split: nn.Module | None = None):  # fmt: skip
         super().__init__()
         if T <= 0:
             raise LtkdError(f"temperature must be positive, got {T}")
@@ -158,6 +164,9 @@ class Distiller(Objective):
         self.register_buffer("selected", None if selected is None else torch.as_tensor(selected, dtype=torch.bool))
         self.cosine_scale = cosine_scale
         self.warm = 1.0 if warmup <= 0 else 0.0
+        if split is not None and revision is not None:
+            raise LtkdError("give either revision (all-sample revision inside the KD term) or split, not both")
+        self.split = split
 
     def train(self, mode: bool = True) -> Distiller:
         super().train(mode)
@@ -178,14 +187,23 @@ class Distiller(Objective):
     def distill(self, student_logits: torch.Tensor, targets: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def selection(self, idx: torch.Tensor | None) -> torch.Tensor | None:
+        """The batch's data-selection mask (bool, shape (B,)), or ``None`` when every sample is selected."""
+        if self.selected is None:
+            return None
+        if idx is None:
+            raise LtkdError("data selection needs the batch's indices: call forward(model, x, y, idx)")
+        return self.selected[idx]
+
     def forward(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor | None = None):
         logits = model(x)
+        if self.split is not None:  # chapter 5: the paper's label-revision loss (label_revision.RevisionSplit)
+            zt = teacher_logits(self.teacher, x, self.cosine_scale)
+            return logits, self.split(self, logits, zt, y, self.selection(idx))
         ce = F.cross_entropy(logits.float(), y, reduction="none")
         per = self.distill(logits, self.teacher_targets(x, y), y)
         if self.selected is not None:
-            if idx is None:
-                raise LtkdError("data selection needs the batch's indices: call forward(model, x, y, idx)")
-            m = self.selected[idx].float()
+            m = self.selection(idx).float()
             ce_w = self.ce_weight * m + (1 - m)  # not selected: ground truth only, weight 1
             per = per * m
         else:
