@@ -10,7 +10,7 @@ import json
 import math
 import sys
 
-from .errors import LtkdError
+from .errors import LtkdError, one_line
 from .profiles import PROFILES
 
 
@@ -37,6 +37,21 @@ def _nonnegative_int(s: str) -> int:
     if v < 0:
         raise argparse.ArgumentTypeError(f"must be 0 (off) or positive, got {v}")
     return v
+
+
+def _seed(s: str) -> int:
+    from .experiment import check_seed
+
+    try:
+        return check_seed(int(s))
+    except ValueError as e:  # int("x"), or LtkdError (a ValueError): out of range
+        raise argparse.ArgumentTypeError(str(e) if isinstance(e, LtkdError) else f"expected a whole number, got {s!r}") from None
+
+
+def _out(s: str) -> str:
+    if not s.strip():
+        raise argparse.ArgumentTypeError("the output folder is an empty path; give a folder")
+    return s
 
 
 def _imbalance(s: str) -> float:
@@ -70,10 +85,10 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lt-profile", default="exp", choices=["exp", "step"])
     p.add_argument("--model", default=None, help="model name (default: the profile's)")
     p.add_argument("--epochs", type=_positive_int, default=None, help="stage-1 epochs (default: the profile's)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0, help="0 to 2**63 - 1")
     p.add_argument("--profile", default=None, choices=list(PROFILES), help="default: $LTKD_PROFILE or quick")
     p.add_argument("--device", default=None, help="cpu | cuda | mps (default: $LTKD_DEVICE, else the best there is)")
-    p.add_argument("--out", default="runs/latest", help="output folder for metrics.json and model.pt")
+    p.add_argument("--out", type=_out, default="runs/latest", help="output folder for metrics.json and model.pt")
     p.add_argument("--fusion-ratio", type=float, default=None, help="H2T: fraction of channels fused (default 0.25)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="options",
                    help="a method option, e.g. --set gcl_eps=0.25 (repeatable; `ltkd methods` lists them)")
@@ -178,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return args.func(args)
     except LtkdError as e:
-        print(f"ltkd: error: {e}", file=sys.stderr)
+        print(f"ltkd: error: {one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ltkd: interrupted (checkpoints in OUT/checkpoints resume the run)", file=sys.stderr)

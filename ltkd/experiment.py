@@ -9,10 +9,11 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 import os
 import platform
+import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +22,73 @@ from torch import nn
 
 from .data import ImageData, load, long_tail
 from .distributed import is_main
-from .errors import LtkdError
-from .methods import OPTIONS, RANGES, Context, Recipe, check_option, get_method, stage_config
+from .errors import LtkdError, first_line
+from .methods import Context, Recipe, check_options, get_method, stage_config
 from .metrics import accuracy_report, count_flops, count_params
 from .models import MODELS, build_model, set_head
 from .profiles import Profile, get_profile
 from .train import fit, get_device, module_digest, predict, save_model
 
-__all__ = ["run", "run_stages", "prepare_data", "evaluate", "best_evaluated", "environment"]
+__all__ = ["run", "run_stages", "prepare_data", "evaluate", "best_evaluated", "environment", "check_output_folder",
+           "check_seed", "write_json", "json_safe"]
+
+SEED_MAX = 2**63 - 1  # torch takes seeds < 2**64; a stage adds 1000 per stage index, a DDP rank 7919 per rank
+
+
+def check_seed(seed: object) -> int:
+    """``seed`` if it is a whole number in 0..2**63 − 1 (what every generator ltkd seeds accepts), else
+    :class:`LtkdError`."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+        raise LtkdError(f"seed must be a whole number from 0 to 2**63 - 1, got {seed!r}")
+    return seed
+
+
+def check_output_folder(out: str | os.PathLike) -> Path:
+    """The output folder, checked before anything is trained or written: a non-empty path that is a folder or can
+    be made as one (nothing on its way is a file) and that can be written in; ``metrics.json``, ``model.pt`` and
+    ``checkpoints`` inside it, where they exist, are what their names say. Creates nothing (a probe file in the
+    nearest existing folder is made and removed at once)."""
+    text = os.fspath(out)
+    if not str(text).strip():
+        raise LtkdError("the output folder is an empty path; give a folder (--out FOLDER)")
+    p = Path(text).expanduser()
+    if p.exists() and not p.is_dir():
+        raise LtkdError(f"output folder {p} is a file, not a folder")
+    q = p
+    while not q.exists():
+        if q.is_symlink():
+            raise LtkdError(f"output folder {p}: {q} is a dangling symbolic link")
+        q = q.parent
+    if not q.is_dir():
+        raise LtkdError(f"output folder {p} cannot be made: {q} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=q, prefix=".ltkd-probe-"):
+            pass
+    except OSError as e:
+        raise LtkdError(f"output folder {p} is not writable ({q}: {first_line(e)})") from e
+    for name, want_dir in (("metrics.json", False), ("model.pt", False), ("checkpoints", True)):
+        f = p / name
+        if f.exists() and f.is_dir() != want_dir:
+            raise LtkdError(f"output folder {p}: {f} is a {'file' if want_dir else 'folder'}; move it away")
+    return p
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every non-finite float (NaN, ±inf) replaced by ``None``: what strict JSON can hold."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """``obj`` as strict JSON (no bare ``NaN``: see :func:`json_safe`), written atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(json_safe(obj), indent=2, allow_nan=False))
+    os.replace(tmp, path)
 
 
 def prepare_data(dataset: str = "digits", imbalance: float = 100, lt_profile: str = "exp",
@@ -68,13 +128,7 @@ def run_stages(
         raise LtkdError(f"eval_every must be ≥ 0 (0 = off), got {eval_every}")
     if eval_every and test is None:
         raise LtkdError("eval_every needs the test set (test=...)")
-    unknown = sorted(set(options or {}) - set(OPTIONS) - {"teacher"})
-    if unknown:  # a warning, not an error: a recipe of your own may read keys of its own
-        warnings.warn(f"options {unknown} are read by none of ltkd's methods (a typo?); known: {', '.join(OPTIONS)}",
-                      stacklevel=3)  # fmt: skip
-    for k, v in (options or {}).items():
-        if k in RANGES and isinstance(v, (int, float)) and not isinstance(v, bool):
-            check_option(k, float(v))
+    options = check_options(options, recipe.options)  # a recipe of your own declares the keys it reads in .options
     ctx = Context(train=train, profile=profile, device=dev, seed=seed, options=dict(options or {}))
     logs: list[dict] = []
     for i, stage in enumerate(recipe.stages):
@@ -197,8 +251,14 @@ def run(
     recipe = get_method(method)
     if model is not None and model not in MODELS:
         raise LtkdError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
+    check_seed(seed)
+    options = check_options(options, recipe.options)
+    outdir = check_output_folder(out) if out is not None else None  # before any data are read or trained on
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
     train, test = data if data is not None else prepare_data(dataset, imbalance, lt_profile)
+    for split, d in (("training", train), ("test", test)):
+        if len(d) == 0:
+            raise LtkdError(f"the {split} split of {d.name} has no images; nothing to {'train on' if split == 'training' else 'test on'}")
     prof = prof.for_dataset(train.name)
     if epochs is not None:
         prof = prof.with_epochs(epochs)
@@ -210,9 +270,11 @@ def run(
     if stage1_state is not None:
         net.load_state_dict(stage1_state)
         skip = 1
-    outdir = Path(out) if out else None
     if outdir:
-        outdir.mkdir(parents=True, exist_ok=True)
+        try:
+            outdir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise LtkdError(f"cannot make output folder {outdir} ({first_line(e)})") from e
     logs = run_stages(recipe, net, train, prof, seed=seed, device=dev, options=options, skip=skip,
                       progress=progress, checkpoint_dir=outdir / "checkpoints" if outdir else None,
                       test=test, eval_every=eval_every)  # fmt: skip
@@ -247,9 +309,7 @@ def run(
         save_model(net, outdir / "model.pt", arch=model_name, num_classes=train.num_classes,
                    in_channels=train.in_channels, head=type(net.head).__name__, method=method,
                    dataset=train.name, image_size=[int(v) for v in train.images.shape[2:]])  # fmt: skip
-        tmp = outdir / "metrics.json.tmp"
-        tmp.write_text(json.dumps(metrics, indent=2))
-        os.replace(tmp, outdir / "metrics.json")
+        write_json(outdir / "metrics.json", metrics)
         for f in (outdir / "checkpoints").glob("*.ckpt"):
             f.unlink()
     return metrics, net

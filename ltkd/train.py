@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import ClassSampler, ImageData, TensorLoader
-from .errors import LtkdError
+from .errors import LtkdError, first_line
 from .profiles import TrainConfig
 
 __all__ = [
@@ -63,11 +63,11 @@ def get_device(preferred: str | None = None) -> torch.device:
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise LtkdError(f"device {name!r} asked for, but CUDA is not available here")
         if dev.type not in ("cpu", "cuda"):  # mps, xpu, ...: usable only if this torch build and machine have it
-            try:
-                torch.empty(1, device=dev)
-            except (RuntimeError, AssertionError) as e:
-                raise LtkdError(f"device {name!r} asked for, but it is not available here: "
-                                f"{str(e).splitlines()[0][:160]}") from e  # fmt: skip
+            try:  # and only if it holds data: a tensor made there must come back (``meta`` holds none)
+                torch.ones(1, device=dev).cpu()
+            except Exception as e:  # RuntimeError, AssertionError, NotImplementedError (meta), ...
+                raise LtkdError(f"device {name!r} asked for, but it is not available here (or holds no data): "
+                                f"{first_line(e, 160)}") from e  # fmt: skip
         return dev
     if torch.cuda.is_available():
         return torch.device("cuda")
@@ -285,6 +285,24 @@ def _set_numpy_rng_state(st: dict) -> None:
     np.random.set_state(("MT19937", st["keys"].numpy().astype(np.uint32), st["pos"], st["has_gauss"], st["cached"]))
 
 
+def _safe_load(p: Path, map_location="cpu"):
+    """``torch.load(p, weights_only=True)`` with every failure one line naming the file: an empty or truncated
+    file, not a PyTorch file, or one holding pickled Python objects (refused, never loaded unsafely)."""
+    import pickle
+
+    if p.stat().st_size == 0:
+        raise LtkdError(f"cannot read {p}: the file is empty")
+    try:
+        return torch.load(p, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights only" in str(e).lower() or "weights_only" in str(e):
+            raise LtkdError(f"refused {p}: it holds pickled Python objects, not only tensors, and ltkd loads "
+                            "weights only") from e  # fmt: skip
+        raise LtkdError(f"cannot read {p}: {type(e).__name__}: {first_line(e)}") from e
+    except Exception as e:  # a damaged zip, a truncated file, ...: any failure is this file's fault
+        raise LtkdError(f"cannot read {p}: {type(e).__name__}: {first_line(e)}") from e
+
+
 def save_model(model: nn.Module, path: str | os.PathLike, **meta) -> None:
     """Save a state dict plus the facts needed to rebuild the model (name, classes, channels, head)."""
     _atomic_save({"state_dict": model.state_dict(), **meta}, Path(path))
@@ -295,10 +313,7 @@ def load_model_state(path: str | os.PathLike, map_location="cpu") -> dict:
     p = Path(path)
     if not p.is_file():
         raise LtkdError(f"checkpoint {p} not found")
-    try:
-        ck = torch.load(p, map_location=map_location, weights_only=True)
-    except Exception as e:
-        raise LtkdError(f"cannot read checkpoint {p}: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from e
+    ck = _safe_load(p, map_location)
     if not isinstance(ck, dict) or "state_dict" not in ck:
         raise LtkdError(f"{p} is not an ltkd checkpoint (no state_dict); save one with ltkd train")
     return ck

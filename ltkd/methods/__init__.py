@@ -27,7 +27,7 @@ from ..data import ClassSampler, ImageData
 from ..errors import LtkdError
 from ..profiles import Profile
 
-__all__ = ["Context", "Stage", "Recipe", "METHODS", "OPTIONS", "register", "get_method", "parse_option"]
+__all__ = ["Context", "Stage", "Recipe", "METHODS", "OPTIONS", "register", "get_method", "parse_option", "check_options"]
 
 
 @dataclass
@@ -83,6 +83,7 @@ class Recipe:
     stages: list[Stage]
     head: str = "linear"  # the head the model is built with
     chapter: str = ""
+    options: tuple[str, ...] = ()  # keys of its own a recipe reads beyond OPTIONS (any other key is an error)
 
 
 METHODS: dict[str, Recipe] = {}
@@ -152,6 +153,32 @@ def check_option(key: str, number: float, flag: str | None = None) -> float:
                 f"{'≥' if lo_in else '>'} {lo:g}")
             raise LtkdError(f"{name} must be {'in ' if hi != INF else ''}{span}, got {number:g}")
     return number
+
+
+def check_options(options: dict[str, Any] | None, own: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``options`` (``run(..., options=...)``) checked as ``--set`` checks them: every key is one of :data:`OPTIONS`
+    (or ``own``, a recipe's own keys, or ``teacher``, a model), numbers are real numbers inside :data:`RANGES`,
+    choices one of their values. Raises :class:`LtkdError` naming the option; returns the options."""
+    options = dict(options or {})
+    unknown = sorted(k for k in options if k not in OPTIONS and k not in own and k != "teacher")
+    if unknown:
+        raise LtkdError(f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+                        f"known: {', '.join(OPTIONS)} (see `ltkd methods`)")  # fmt: skip
+    for key, v in options.items():
+        if key == "teacher":
+            if v is not None and not isinstance(v, nn.Module):
+                raise LtkdError(f"option teacher must be a model (an nn.Module), got {type(v).__name__}")
+            continue
+        if key not in OPTIONS or v is None:
+            continue
+        kind = OPTIONS[key][0]
+        if kind == "number":
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+                raise LtkdError(f"option {key} takes a number, got {v!r}")
+            check_option(key, float(v))
+        elif v not in kind:
+            raise LtkdError(f"option {key} takes one of {', '.join(kind)}, got {v!r}")
+    return options
 
 
 def parse_option(text: str) -> tuple[str, float | str]:

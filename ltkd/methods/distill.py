@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import LtkdError
+from ..errors import LtkdError, first_line
 from ..models import MODELS, CosineHead, build_model
 from . import Context, Recipe, Stage, check_option, parse_option, register
 
@@ -243,13 +243,19 @@ def load_teacher(path: str | os.PathLike, num_classes: int | None = None, in_cha
 
     ck = load_model_state(path)
     trained = ck.get("image_size")
+    if trained is not None and not (isinstance(trained, (list, tuple)) and len(trained) == 2
+                                    and all(isinstance(v, int) for v in trained)):  # fmt: skip
+        raise LtkdError(f"{path}: image_size in the checkpoint is not [height, width]")
     if image_size is not None and trained is not None and list(trained) != [int(v) for v in image_size]:
         raise LtkdError(f"{path}: teacher was trained on {trained[0]}×{trained[1]} images ({ck.get('dataset', '?')}), "
                         f"the data are {image_size[0]}×{image_size[1]}")  # fmt: skip
     arch = ck.get("arch")
-    if arch not in MODELS:
+    if not isinstance(arch, str) or arch not in MODELS:
         raise LtkdError(f"{path}: checkpoint names no known architecture (arch={arch!r}); save it with ltkd train")
-    nc, ch = int(ck.get("num_classes", num_classes or 0)), int(ck.get("in_channels", in_channels or 0))
+    try:
+        nc, ch = int(ck.get("num_classes", num_classes or 0)), int(ck.get("in_channels", in_channels or 0))
+    except (TypeError, ValueError) as e:
+        raise LtkdError(f"{path}: num_classes / in_channels in the checkpoint are not whole numbers") from e
     if num_classes is not None and nc != num_classes:
         raise LtkdError(f"{path}: teacher has {nc} classes but the data set has {num_classes}")
     if in_channels is not None and ch != in_channels:
@@ -258,8 +264,8 @@ def load_teacher(path: str | os.PathLike, num_classes: int | None = None, in_cha
     net = build_model(arch, nc, ch, head=head)
     try:
         net.load_state_dict(ck["state_dict"])
-    except RuntimeError as e:
-        raise LtkdError(f"{path}: weights do not fit {arch}: {str(e).splitlines()[0][:200]}") from e
+    except (RuntimeError, TypeError, AttributeError, KeyError, ValueError) as e:
+        raise LtkdError(f"{path}: weights do not fit {arch}: {first_line(e)}") from e
     if device is not None:
         net.to(device)
     return net.eval()
@@ -343,7 +349,7 @@ def _teacher_report(teacher: nn.Module, train, test, dev, source: str, seconds: 
 
 def cmd_distill(args) -> int:
     from ..cli import _summary
-    from ..experiment import prepare_data, run
+    from ..experiment import check_output_folder, prepare_data, run, write_json
     from ..profiles import get_profile
     from ..train import get_device
 
@@ -357,11 +363,11 @@ def cmd_distill(args) -> int:
         if getattr(args, attr) is not None:
             check_option(key, getattr(args, attr), f"--{key}")
     extra = dict(parse_option(text) for text in args.options)  # checked before any training
+    out = check_output_folder(args.out)
     t0 = time.perf_counter()
     dev = get_device(args.device)
     train, test = prepare_data(args.dataset, args.imbalance, args.lt_profile)
     prof = get_profile(args.profile)
-    out = Path(args.out)
     if Path(args.teacher).is_file():
         teacher = load_teacher(args.teacher, train.num_classes, train.in_channels, dev, train.images.shape[2:])
         source = f"checkpoint {args.teacher}"
@@ -392,9 +398,7 @@ def cmd_distill(args) -> int:
         return 0
     arch = args.teacher if not Path(args.teacher).is_file() else _arch_of(args.teacher)
     metrics["teacher"] = {"model": arch, **t_rep}
-    tmp = out / "metrics.json.tmp"
-    tmp.write_text(json.dumps(metrics, indent=2))
-    os.replace(tmp, out / "metrics.json")
+    write_json(out / "metrics.json", metrics)
     if args.json:
         print(json.dumps({k: v for k, v in metrics.items() if k != "history"}, indent=2))
     else:
@@ -445,7 +449,7 @@ def _finite_float(s: str) -> float:
 
 def add_distill_command(sub) -> None:
     """``ltkd distill``: train (or load) a teacher, distil it into a student, write metrics.json."""
-    from ..cli import _add_eval_every, _imbalance, _positive_int
+    from ..cli import _add_eval_every, _imbalance, _out, _positive_int, _seed
     from ..profiles import PROFILES
 
     p = sub.add_parser("distill", help="distil a teacher into a student (kd, kd-lr, kd-ds, kd-lr-ds, dkd, dkd-lr-ds; kd-mix, the control)")
@@ -459,12 +463,12 @@ def add_distill_command(sub) -> None:
     p.add_argument("--lt-profile", default="exp", choices=["exp", "step"])
     p.add_argument("--epochs", type=_positive_int, default=None, help="student epochs (default: the profile's)")
     p.add_argument("--teacher-epochs", type=_positive_int, default=None, help="epochs when training the teacher")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0, help="0 to 2**63 - 1")
     p.add_argument("--profile", default=None, choices=list(PROFILES),
                    help="default: $LTKD_PROFILE or quick; `kd-paper` is the KD papers' CIFAR-100 recipe (240 epochs, "
                         "batch 64, lr 0.05; teacher and student both), `paper` the long-tailed CIFAR one (200 epochs)")
     p.add_argument("--device", default=None)
-    p.add_argument("--out", default="runs/distill", help="output folder (metrics.json, model.pt, teacher/)")
+    p.add_argument("--out", type=_out, default="runs/distill", help="output folder (metrics.json, model.pt, teacher/)")
     p.add_argument("--T", dest="temperature", type=_finite_float, default=None, help="temperature (default 4)")
     p.add_argument("--alpha", type=_finite_float, default=None, help="DKD: TCKD weight (default 1)")
     p.add_argument("--beta", type=_finite_float, default=None, help="DKD: NCKD weight (default 8)")
