@@ -294,11 +294,11 @@ def _safe_load(p: Path, map_location="cpu"):
         raise LtkdError(f"cannot read {p}: the file is empty")
     try:
         return torch.load(p, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        if "weights only" in str(e).lower() or "weights_only" in str(e):
+    except pickle.UnpicklingError as e:  # PyTorch's message advises weights_only=False: not passed on
+        if "global" in str(e).lower():  # "Unsupported global: GLOBAL module.name": an object to be constructed
             raise LtkdError(f"refused {p}: it holds pickled Python objects, not only tensors, and ltkd loads "
                             "weights only") from e  # fmt: skip
-        raise LtkdError(f"cannot read {p}: {type(e).__name__}: {first_line(e)}") from e
+        raise LtkdError(f"cannot read {p}: not a PyTorch weights file, or a damaged one (UnpicklingError)") from e
     except Exception as e:  # a damaged zip, a truncated file, ...: any failure is this file's fault
         raise LtkdError(f"cannot read {p}: {type(e).__name__}: {first_line(e)}") from e
 
