@@ -395,12 +395,13 @@ def _below(nodes: list[_Node], top: str) -> list[_Node]:
     return [replace(n, parts=n.parts[1:]) for n in nodes if len(n.parts) > 1 and n.parts[0] == top]
 
 
-def _unwrap(nodes: list[_Node]) -> list[_Node]:
+def _unwrap(nodes: list[_Node], splits: frozenset[str] = frozenset({"train", "test"})) -> list[_Node]:
     """Drop folders that merely wrap the tree (``tar czf data.tar.gz data`` stores ``data/<class>/...``): while
-    everything sits in one folder that is not ``train``/``test`` and holds no file of its own at the class level."""
+    everything sits in one folder that is not a split's (``splits``) and holds no file of its own at the class
+    level."""
     while True:
         tops = {n.parts[0] for n in nodes}
-        if len(tops) != 1 or tops & {"train", "test"}:
+        if len(tops) != 1 or tops & splits:
             return nodes
         if any(not n.is_dir and len(n.parts) <= 2 for n in nodes):  # files in it or in its sub-folders: classes
             return nodes
@@ -454,7 +455,8 @@ def _split_parts(root: Path) -> tuple[list[_Node], list[_Node] | None, str, str]
                 if cand.is_file():
                     parts[split] = cand
         if len(parts) == 2:
-            return _walk(parts["train"]), _walk(parts["test"]), str(parts["train"]), str(parts["test"])
+            tr, te = (_unwrap(_walk(parts[k]), frozenset()) for k in ("train", "test"))  # train.tar.gz: train/...
+            return tr, te, str(parts["train"]), str(parts["test"])
     nodes = _unwrap(_walk(root))
     tops = {n.parts[0] for n in nodes if n.is_dir and len(n.parts) == 1}
     if {"train", "test"} <= tops:
