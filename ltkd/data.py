@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .checkpoint import atomic_write
 from .errors import LtkdError, first_line
 
 __all__ = [
@@ -539,10 +540,8 @@ def _read_cache(cache: Path) -> dict[str, np.ndarray] | None:
 
 
 def _write_cache(cache: Path, arrays: dict[str, np.ndarray]) -> None:
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")  # per process: two jobs may decode the same folder
-    np.savez(tmp, **arrays, digest=np.array(_arrays_digest(arrays)))
-    os.replace(tmp, cache)
+    digest = np.array(_arrays_digest(arrays))
+    atomic_write(cache, lambda f: np.savez(f, **arrays, digest=digest))  # per process: two jobs may decode alike
 
 
 def _load_imagefolder(path: str | os.PathLike, size: int | None = None) -> tuple[ImageData, ImageData]:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
-import math
 import os
 import platform
 import tempfile
@@ -20,17 +18,19 @@ from typing import Any
 import torch
 from torch import nn
 
+from .checkpoint import module_digest, save_model, write_json
 from .data import ImageData, load, long_tail
+from .device import get_device
 from .distributed import is_main
 from .errors import LtkdError, first_line
 from .methods import Context, Recipe, check_options, get_method, stage_config
 from .metrics import accuracy_report, count_flops, count_params
 from .models import MODELS, build_model, set_head
 from .profiles import Profile, get_profile
-from .train import fit, get_device, module_digest, predict, save_model
+from .train import fit, predict
 
 __all__ = ["run", "run_stages", "prepare_data", "evaluate", "best_evaluated", "environment", "check_output_folder",
-           "check_seed", "write_json", "json_safe"]
+           "check_seed"]
 
 SEED_MAX = 2**63 - 1  # torch takes seeds < 2**64; a stage adds 1000 per stage index, a DDP rank 7919 per rank
 
@@ -73,24 +73,6 @@ def check_output_folder(out: str | os.PathLike) -> Path:
     return p
 
 
-def json_safe(obj: Any) -> Any:
-    """``obj`` with every non-finite float (NaN, ±inf) replaced by ``None``: what strict JSON can hold."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    return obj
-
-
-def write_json(path: Path, obj: Any) -> None:
-    """``obj`` as strict JSON (no bare ``NaN``: see :func:`json_safe`), written atomically."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(json_safe(obj), indent=2, allow_nan=False))
-    os.replace(tmp, path)
-
-
 def prepare_data(dataset: str = "digits", imbalance: float = 100, lt_profile: str = "exp",
                  n_max: int | None = None) -> tuple[ImageData, ImageData]:  # fmt: skip
     """(long-tailed train, balanced test) for a source. Data subsampling uses seed 0, the
@@ -123,7 +105,7 @@ def run_stages(
     ``test_tail`` and ``test_seconds`` (the evaluation's time, not counted in ``seconds``). Evaluation
     draws no random numbers and updates no BatchNorm statistics, so the run trains exactly as without it.
     """
-    dev = get_device(device) if not isinstance(device, torch.device) else device
+    dev = get_device(device)
     if eval_every and eval_every < 0:
         raise LtkdError(f"eval_every must be ≥ 0 (0 = off), got {eval_every}")
     if eval_every and test is None:

@@ -1,25 +1,25 @@
 """The engine: one seeded, device-agnostic loop that trains a model under an objective.
 
-An *objective* is any ``nn.Module`` whose ``forward(model, x, y)`` returns
-``(logits, {name: loss})`` (one with ``wants_index = True`` is called as
-``forward(model, x, y, idx)``, idx = the batch's indices into the training set; KD's data
-selection uses it); the engine sums the losses, logs each, and never asks which
-method it is running. :class:`LossObjective` turns a plain criterion ``f(logits, y)`` into
-one (with optional mixup); distillers and H2T are objectives too. An objective may define
-``on_epoch(epoch, epochs)`` (deferred re-weighting, KD warm-up use it).
+:func:`fit` trains any :class:`~ltkd.objective.Objective` — ``forward(model, x, y)`` returns
+``(logits, {name: loss})``; the engine sums the losses, logs each, and never asks which method it is
+running. :class:`~ltkd.objective.LossObjective` turns a plain criterion ``f(logits, y)`` into one (with
+optional mixup); distillers and H2T are objectives too.
 
 Two-stage decoupled training (Kang et al. 2020, cRT) is :func:`fit` again with
 ``trainable="head"``: the backbone is frozen (its BatchNorm in eval mode unless
 ``bn="train"``) and only ``model.head`` learns, usually under a class-balanced sampler.
 Chapter 1 uses both stages.
+
+The jobs around the loop live beside it: :mod:`ltkd.device` (device, seeds, memory format, compile),
+:mod:`ltkd.checkpoint` (fingerprints, random state, model files, the atomic write), :mod:`ltkd.progress`
+(bars and epoch lines) and :mod:`ltkd.distributed` (``torchrun``); their public names are importable
+from here too.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import random
-import sys
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -30,18 +30,38 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import distributed as D
+from .checkpoint import (
+    atomic_write,
+    fingerprint_mismatch,
+    load_model_state,
+    module_digest,
+    rng_state,
+    run_fingerprint,
+    save_model,
+    set_rng_state,
+)
 from .data import ClassSampler, ImageData, TensorLoader
-from .errors import LtkdError, first_line
+from .device import compile_mode, compiled, env_flag, get_device, seed_everything, use_channels_last
+from .errors import LtkdError
+from .objective import LossObjective, Objective
 from .profiles import TrainConfig
+from .progress import epoch_progress, progress_enabled, progress_mode
 
 __all__ = [
-    "get_device",
-    "seed_everything",
-    "LossObjective",
     "fit",
-    "run_fingerprint",
     "predict",
     "embeddings",
+    "soft_targets",
+    "Objective",
+    "LossObjective",
+    # re-exported from the modules that hold them
+    "get_device",
+    "seed_everything",
+    "use_channels_last",
+    "compile_mode",
+    "run_fingerprint",
+    "module_digest",
     "save_model",
     "load_model_state",
     "progress_enabled",
@@ -50,149 +70,7 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------------------
-# Device, seeds, progress
-# --------------------------------------------------------------------------------------
-def get_device(preferred: str | None = None) -> torch.device:
-    """``preferred``, else ``$LTKD_DEVICE``, else CUDA, else MPS, else CPU."""
-    name = preferred or os.environ.get("LTKD_DEVICE")
-    if name:
-        try:
-            dev = torch.device(name)
-        except RuntimeError as e:
-            raise LtkdError(f"unknown device {name!r} (try cpu, cuda, cuda:1, mps)") from e
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise LtkdError(f"device {name!r} asked for, but CUDA is not available here")
-        if dev.type not in ("cpu", "cuda"):  # mps, xpu, ...: usable only if this torch build and machine have it
-            try:  # and only if it holds data: a tensor made there must come back (``meta`` holds none)
-                torch.ones(1, device=dev).cpu()
-            except Exception as e:  # RuntimeError, AssertionError, NotImplementedError (meta), ...
-                raise LtkdError(f"device {name!r} asked for, but it is not available here (or holds no data): "
-                                f"{first_line(e, 160)}") from e  # fmt: skip
-        return dev
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed Python, NumPy and torch; return a CPU generator for batch order."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
-
-
-def progress_mode(progress: bool | str | None = None) -> str | None:
-    """How training reports its epochs: ``"bar"`` (tqdm), ``"log"`` or ``None`` (quiet).
-
-    ``progress``: ``True``/``False``, ``"log"``, or ``None`` for ``$LTKD_PROGRESS`` (``0`` quiet,
-    ``1`` bars, ``log`` one line per epoch: for log files of long runs, where a bar is noise),
-    else bars in a terminal or a notebook and quiet under CI or when piped.
-    """
-    if progress is None:
-        env = os.environ.get("LTKD_PROGRESS")
-        if env is not None:
-            env = env.strip().lower()
-            if env == "log":
-                return "log"
-            return None if env in ("0", "false", "no", "off", "") else "bar"
-        if os.environ.get("CI"):
-            return None
-        if "ipykernel" in sys.modules:
-            return "bar"
-        return "bar" if sys.stderr.isatty() else None
-    if isinstance(progress, str):
-        if progress not in ("log", "bar"):
-            raise LtkdError(f"progress must be True, False, 'bar' or 'log', got {progress!r}")
-        return progress
-    return "bar" if progress else None
-
-
-def progress_enabled() -> bool:
-    """Bars or epoch lines (:func:`progress_mode`) are on."""
-    return progress_mode() is not None
-
-
-def _hms(seconds: float) -> str:
-    s = int(round(seconds))
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
-
-
-class _EpochLines:
-    """``LTKD_PROGRESS=log``: one flushed line per epoch on stderr: that epoch's time, and the time left at
-    the median of the last 10 epochs (an epoch slowed or paused by other work on the machine does not
-    inflate the estimate, as a running mean would for the rest of a long run)."""
-
-    def __init__(self, total: int, desc: str, initial: int = 0):
-        self.total, self.desc, self.n, self.postfix = total, desc, initial, {}
-        self.t, self.recent = time.perf_counter(), []
-        if initial:
-            print(f"{desc}: resuming at epoch {initial + 1}/{total}", file=sys.stderr, flush=True)
-
-    def set_postfix(self, **kw) -> None:
-        self.postfix = kw
-
-    def update(self, k: int = 1) -> None:
-        now = time.perf_counter()
-        per, self.t = (now - self.t) / k, now
-        self.n += k
-        self.recent = (self.recent + [per] * k)[-10:]
-        typical = sorted(self.recent)[len(self.recent) // 2]  # the median (upper, for an even count)
-        extra = "  ".join(f"{key} {val}" for key, val in self.postfix.items())
-        print(f"{self.desc}: epoch {self.n}/{self.total}  {extra}  {per:.1f} s/epoch, "
-              f"{_hms(typical * (self.total - self.n))} left", file=sys.stderr, flush=True)  # fmt: skip
-
-    def close(self) -> None:
-        pass
-
-
-def _progress(total: int, desc: str, mode: str | None, initial: int = 0):
-    if mode == "log":
-        return _EpochLines(total, desc, initial)
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, disable=mode is None, leave=True, dynamic_ncols=True, file=sys.stderr,
-                unit="epoch", initial=initial)  # fmt: skip
-
-
-# --------------------------------------------------------------------------------------
-# Objectives
-# --------------------------------------------------------------------------------------
-class LossObjective(nn.Module):
-    """``logits = model(x)``; loss = ``criterion(logits, y)``, with optional mixup.
-
-    Mixup (Zhang et al. 2018): x̃ = λ x + (1 − λ) x[perm], λ ~ Beta(α, α); the loss mixes the
-    criterion on both labels with the same λ, so any criterion (GCL, LDAM, …) works.
-    """
-
-    def __init__(self, criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], mixup: float = 0.0,
-                 name: str = "ce"):  # fmt: skip
-        super().__init__()
-        self.criterion = criterion
-        self.mixup = mixup
-        self.name = name
-        if isinstance(criterion, nn.Module):
-            self.add_module("criterion_module", criterion)
-
-    def on_epoch(self, epoch: int, epochs: int) -> None:
-        if hasattr(self.criterion, "on_epoch"):
-            self.criterion.on_epoch(epoch, epochs)
-
-    def forward(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor):
-        if self.training and self.mixup > 0:
-            lam = float(np.random.beta(self.mixup, self.mixup))
-            perm = torch.randperm(len(x), device=x.device)
-            logits = model(lam * x + (1 - lam) * x[perm])
-            loss = lam * self.criterion(logits, y) + (1 - lam) * self.criterion(logits, y[perm])
-            return logits, {self.name: loss}
-        logits = model(x)
-        return logits, {self.name: self.criterion(logits, y)}
-
-
-# --------------------------------------------------------------------------------------
-# Schedules and checkpoints
+# The loop's parts
 # --------------------------------------------------------------------------------------
 def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
     """Linear warm-up, then cosine to 0 or ×γ steps at the milestones; stepped per iteration."""
@@ -214,174 +92,156 @@ def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: in
     return S.SequentialLR(opt, [S.LinearLR(opt, 1.0 / (warm + 1), 1.0, total_iters=warm), main], [warm])
 
 
-def _atomic_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+def _check(objective: nn.Module, config: TrainConfig, trainable: str, bn: str | None) -> str:
+    """Validate ``fit``'s arguments; return the BatchNorm mode (``bn``'s default depends on ``trainable``)."""
+    if not isinstance(objective, Objective):
+        raise LtkdError(f"the objective must be an ltkd.objective.Objective (forward(model, x, y) -> (logits, "
+                        f"losses)), got {type(objective).__name__}")  # fmt: skip
+    if config.epochs <= 0:
+        raise LtkdError(f"epochs must be positive, got {config.epochs}")
+    if trainable not in ("all", "head"):
+        raise LtkdError(f"trainable must be 'all' or 'head', got {trainable!r}")
+    if bn is None:
+        bn = "frozen" if trainable == "head" else "train"
+    if bn not in ("train", "frozen"):
+        raise LtkdError(f"bn must be 'train' or 'frozen', got {bn!r}")
+    return bn
 
 
-def run_fingerprint(model: nn.Module, objective: nn.Module, data: ImageData, config: TrainConfig, *, seed: int,
-                    trainable: str, bn: str, desc: str, identity: dict | None = None) -> dict:  # fmt: skip
-    """What makes a training run this run, as simple values: a checkpoint records it, and ``fit``
-    resumes only a checkpoint whose fingerprint matches (device, threads and memory format may differ)."""
-    import dataclasses
-    import hashlib
-    import json
-
-    shapes = repr(sorted((k, tuple(v.shape)) for k, v in model.state_dict().items()))
-    labels = np.ascontiguousarray(torch.as_tensor(data.labels).cpu().numpy().astype(np.int64))
-    fp = {
-        "run": desc,
-        "objective": type(objective).__qualname__,
-        "model": f"{type(model).__name__} {hashlib.sha1(shapes.encode()).hexdigest()[:12]}",
-        "data": f"{len(data)} images, {data.num_classes} classes, labels {hashlib.sha1(labels.tobytes()).hexdigest()[:12]}",
-        "seed": int(seed),
-        "trainable": trainable,
-        "bn": bn,
-        "config": json.loads(json.dumps(dataclasses.asdict(config))),
-    }
-    if identity:
-        fp.update(json.loads(json.dumps(identity, default=str)))
-    return fp
+def _seed(seed: int) -> torch.Generator:
+    """Seed torch's and NumPy's global streams (initialisation, mixup); return the batch-order generator."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    return torch.Generator().manual_seed(seed)
 
 
-def module_digest(module: nn.Module) -> str:
-    """``"ClassName sha1"`` of a module's state (every parameter and buffer, names, shapes and values): the same
-    weights on any device give the same digest. Identifies a teacher in a student's checkpoint fingerprint."""
-    import hashlib
-
-    h = hashlib.sha1()
-    for k, v in sorted(module.state_dict().items()):
-        t = v.detach().cpu().contiguous()
-        h.update(f"{k} {tuple(t.shape)} {t.dtype}".encode())
-        h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return f"{type(module).__name__} {h.hexdigest()[:12]}"
-
-
-def _fingerprint_mismatch(saved: dict | None, now: dict) -> list[str]:
-    """The fields in which a checkpoint's run differs from this one (none for a checkpoint without a fingerprint,
-    written before ltkd recorded them)."""
-    if not saved:
-        return []
-    out = []
-    for k in sorted(set(saved) | set(now)):
-        a, b = saved.get(k), now.get(k)
-        if k == "config" and isinstance(a, dict) and isinstance(b, dict):
-            out += [f"config.{f}: {a.get(f)!r} in the checkpoint, {b.get(f)!r} now"
-                    for f in sorted(set(a) | set(b)) if a.get(f) != b.get(f)]  # fmt: skip
-        elif a != b:
-            out.append(f"{k}: {a!r} in the checkpoint, {b!r} now")
-    return out
+def _loader(data: ImageData, batch_size: int, sampler: ClassSampler | str | None, augment: bool, dev: torch.device,
+            gen: torch.Generator, channels_last: bool) -> TensorLoader:  # fmt: skip
+    """The epoch's batches; under ``torchrun``, this rank's shard with batch ``batch_size / WORLD_SIZE``."""
+    world, rank = D.world_size(), D.rank()
+    if sampler is None or isinstance(sampler, str):
+        sampler = ClassSampler.of(sampler or "instance", data.labels, data.num_classes)
+    if world > 1:
+        if batch_size % world:
+            raise LtkdError(f"batch size {batch_size} does not split over {world} processes; use a multiple")
+        batch_size //= world
+        sampler = D.ShardedSampler(sampler, rank, world)
+    loader = TensorLoader(data, batch_size, sampler, train=augment, device=dev, generator=gen,
+                          channels_last=channels_last)  # fmt: skip
+    if rank > 0:  # same batch order on every rank, but each rank its own crops and flips
+        loader.aug_generator.manual_seed(loader.aug_generator.initial_seed() + 7919 * rank)
+    return loader
 
 
-def _numpy_rng_state() -> dict:
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
-            "cached": float(cached)}  # fmt: skip
+def _place(model: nn.Module, objective: Objective, dev: torch.device, channels_last: bool) -> None:
+    model.to(dev)
+    objective.to(dev)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
 
 
-def _set_numpy_rng_state(st: dict) -> None:
-    np.random.set_state(("MT19937", st["keys"].numpy().astype(np.uint32), st["pos"], st["has_gauss"], st["cached"]))
-
-
-def _safe_load(p: Path, map_location="cpu"):
-    """``torch.load(p, weights_only=True)`` with every failure one line naming the file: an empty or truncated
-    file, not a PyTorch file, or one holding pickled Python objects (refused, never loaded unsafely)."""
-    import pickle
-
-    if p.stat().st_size == 0:
-        raise LtkdError(f"cannot read {p}: the file is empty")
-    try:
-        return torch.load(p, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:  # PyTorch's message advises weights_only=False: not passed on
-        if "global" in str(e).lower():  # "Unsupported global: GLOBAL module.name": an object to be constructed
-            raise LtkdError(f"refused {p}: it holds pickled Python objects, not only tensors, and ltkd loads "
-                            "weights only") from e  # fmt: skip
-        raise LtkdError(f"cannot read {p}: not a PyTorch weights file, or a damaged one (UnpicklingError)") from e
-    except Exception as e:  # a damaged zip, a truncated file, ...: any failure is this file's fault
-        raise LtkdError(f"cannot read {p}: {type(e).__name__}: {first_line(e)}") from e
-
-
-def save_model(model: nn.Module, path: str | os.PathLike, **meta) -> None:
-    """Save a state dict plus the facts needed to rebuild the model (name, classes, channels, head)."""
-    _atomic_save({"state_dict": model.state_dict(), **meta}, Path(path))
-
-
-def load_model_state(path: str | os.PathLike, map_location="cpu") -> dict:
-    """Load a checkpoint written by :func:`save_model` safely (``weights_only=True``)."""
-    p = Path(path)
-    if not p.is_file():
-        raise LtkdError(f"checkpoint {p} not found")
-    ck = _safe_load(p, map_location)
-    if not isinstance(ck, dict) or "state_dict" not in ck:
-        raise LtkdError(f"{p} is not an ltkd checkpoint (no state_dict); save one with ltkd train")
-    return ck
-
-
-# --------------------------------------------------------------------------------------
-# The fast path: memory format, compilation, distributed step
-# --------------------------------------------------------------------------------------
-def _env_flag(name: str, default: bool) -> bool:
-    v = os.environ.get(name)
-    if v is None or v.strip() == "":
-        return default
-    return v.strip().lower() not in ("0", "false", "no", "off")
-
-
-def use_channels_last(device: torch.device, channels_last: bool | None = None) -> bool:
-    """Channels-last (NHWC) memory format: on by default, on CUDA (tensor cores want it) and on CPU,
-    where ``benchmarks/throughput.py --ab`` on 2 quiet cores measured 1.28× for cnn6, 1.20× for
-    ResNet-32, 2.28× for the TissueNet-style ResNet (grouped convolutions) and 1.15× for the
-    binary-stacked net (``benchmarks/results/fastpath_ab_cpu_quiet.json``). Off on other devices
-    (MPS), where it was not measured. ``$LTKD_CHANNELS_LAST`` (0/1) overrides the default; an
-    explicit argument overrides both."""
-    if channels_last is not None:
-        return bool(channels_last)
-    return _env_flag("LTKD_CHANNELS_LAST", device.type in ("cpu", "cuda"))
-
-
-def compile_mode(compile: bool | str | None = None) -> str | None:
-    """``torch.compile`` switch: ``None`` reads ``$LTKD_COMPILE`` (default ``0``: off, everywhere).
-
-    ``1``/``True`` → the default mode; a mode name (``reduce-overhead`` = CUDA graphs,
-    ``max-autotune``) → that mode; ``0``/``False`` → off. Returns the mode or ``None`` (off).
-    """
-    if compile is None:
-        compile = os.environ.get("LTKD_COMPILE", "0")
-    if isinstance(compile, bool):
-        return "default" if compile else None
-    c = str(compile).strip().lower()
-    if c in ("", "0", "false", "no", "off"):
-        return None
-    if c in ("1", "true", "yes", "on", "default"):
-        return "default"
-    if c in ("reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"):
-        return c
-    raise LtkdError(f"LTKD_COMPILE/compile={compile!r}: use 0, 1, reduce-overhead or max-autotune")
-
-
-def _compiled(model: nn.Module, mode: str | None) -> nn.Module:
-    """The model with its ``forward`` compiled (attributes such as ``.head``/``.embed`` pass through
-    to the original; state dicts are the original's). Backend from ``$LTKD_COMPILE_BACKEND``."""
-    if mode is None:
-        return model
-    backend = os.environ.get("LTKD_COMPILE_BACKEND", "inductor")
-    return torch.compile(model, mode=None if mode == "default" else mode, backend=backend)
+def _optimizer(model: nn.Module, config: TrainConfig, trainable: str, dev: torch.device) -> torch.optim.SGD:
+    """SGD over what trains (``trainable="head"``: ``model.head`` only; the others get ``requires_grad=False``)."""
+    if trainable == "head":
+        head_ids = {id(p) for p in model.head.parameters()}
+        for p in model.parameters():
+            p.requires_grad_(id(p) in head_ids)
+    params = [p for p in model.parameters() if p.requires_grad]
+    fused = {"fused": True} if dev.type == "cuda" else {}
+    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+                           nesterov=config.nesterov, **fused)  # fmt: skip
 
 
 class _Step(nn.Module):
-    """model + objective as one module, so DistributedDataParallel sees every parameter the step uses."""
+    """model + objective as one module (so DistributedDataParallel sees every parameter the step uses):
+    one batch in, ``(logits, losses)`` out."""
 
-    def __init__(self, model: nn.Module, objective: nn.Module, run_model: nn.Module, wants_index: bool):
+    def __init__(self, model: nn.Module, objective: Objective, run_model: nn.Module):
         super().__init__()
         self.model, self.objective = model, objective
         self._run = [run_model]  # compiled view of model (not registered twice)
-        self.wants_index = wants_index
 
     def forward(self, x, y, idx):
         m = self._run[0]
-        return self.objective(m, x, y, idx) if self.wants_index else self.objective(m, x, y)
+        return self.objective(m, x, y, idx) if self.objective.wants_index else self.objective(m, x, y)
+
+
+def _step(model: nn.Module, objective: Objective, compile: bool | str | None, dev: torch.device) -> nn.Module:
+    step = _Step(model, objective, compiled(model, compile_mode(compile)))
+    if D.world_size() == 1:
+        return step
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(step, device_ids=[torch.cuda.current_device()] if dev.type == "cuda" else None,
+                                   find_unused_parameters=env_flag("LTKD_DDP_FIND_UNUSED", False))  # fmt: skip
+
+
+def _resume(path: Path, fingerprint: dict, model, opt, sched, gen, loader: TensorLoader, dev, objective) -> dict:
+    """Load the checkpoint at ``path``, if there is one, into this run (refused if another run wrote it); return
+    it (``{}``: none, start afresh)."""
+    if not path.is_file():
+        return {}
+    try:
+        ck = torch.load(path, map_location=dev, weights_only=True)
+    except Exception as e:
+        raise LtkdError(f"cannot read checkpoint {path} ({type(e).__name__}: {e}); delete it to start afresh") from e
+    differs = fingerprint_mismatch(ck.get("fingerprint"), fingerprint)
+    if differs:
+        raise LtkdError(
+            f"checkpoint {path} was written by a different run, so it is not resumed:\n  "
+            + "\n  ".join(differs)
+            + "\ndelete it (or the run's checkpoints folder) to start this run afresh, or write to another output folder"
+        )
+    model.load_state_dict(ck["model"])
+    opt.load_state_dict(ck["optimizer"])
+    sched.load_state_dict(ck["scheduler"])
+    # the checkpoint holds rank 0's augmentation stream; other ranks keep their own seed
+    set_rng_state(ck, gen, loader.aug_generator if D.rank() == 0 else None, dev, objective)
+    return ck
+
+
+def _train_mode(step: nn.Module, model: nn.Module, trainable: str, bn: str) -> None:
+    step.train()  # model and objective (a distiller keeps its teacher in eval mode)
+    if trainable == "head" and bn != "train":  # the frozen backbone's BatchNorm statistics stay fixed
+        for name, m in model.named_modules():
+            if m is not model and not name.startswith("head"):
+                m.eval()
+
+
+def _epoch(step: nn.Module, loader: TensorLoader, opt, sched, dev: torch.device, epoch: int) -> dict:
+    """One pass over the loader; the epoch's log row (mean of each loss, their sum, train accuracy, lr)."""
+    t0 = time.perf_counter()
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else nullcontext()
+    sums: dict[str, torch.Tensor] = {}
+    correct = torch.zeros((), device=dev)
+    seen = 0
+    for x, y, idx in loader:
+        with amp:
+            logits, losses = step(x, y, idx)
+            loss = sum(losses.values())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        for k, v in losses.items():  # summed on the device, read once per epoch: no host sync per step
+            sums[k] = sums.get(k, 0) + v.detach().float() * len(y)
+        correct += (logits.detach().argmax(1) == y).sum()
+        seen += len(y)
+    if D.world_size() > 1:  # one all-reduce per epoch: losses, correct, seen summed over ranks
+        keys = list(sums)
+        vec = torch.stack([sums[k] for k in keys] + [correct.float(), torch.tensor(float(seen), device=dev)])
+        D.all_reduce_sum(vec)
+        sums = dict(zip(keys, vec[: len(keys)]))
+        correct, seen = vec[-2], int(vec[-1].item())
+    row = {k: float(v) / seen for k, v in sums.items()}
+    row["loss"] = sum(row.values())
+    if not math.isfinite(row["loss"]):
+        raise LtkdError(f"training diverged at epoch {epoch + 1} (loss {row['loss']}); lower the learning rate")
+    row.update(epoch=epoch + 1, train_acc=float(correct) / seen, lr=opt.param_groups[0]["lr"],
+               seconds=time.perf_counter() - t0)  # fmt: skip
+    return row
 
 
 # --------------------------------------------------------------------------------------
@@ -389,7 +249,7 @@ class _Step(nn.Module):
 # --------------------------------------------------------------------------------------
 def fit(
     model: nn.Module,
-    objective: nn.Module,
+    objective: Objective,
     data: ImageData,
     config: TrainConfig,
     *,
@@ -409,189 +269,57 @@ def fit(
 ) -> list[dict]:
     """Train ``model`` under ``objective`` on ``data``; return one log dict per epoch.
 
-    * ``sampler``: a :class:`~ltkd.data.ClassSampler` or one of ``instance``,
-      ``class-balanced``, ``sqrt`` (default instance).
-    * ``trainable="head"`` freezes everything but ``model.head`` (cRT's stage 2); then
-      ``bn="frozen"`` (the default for head-only) keeps backbone BatchNorm statistics fixed and
-      ``bn="train"`` lets them keep updating (as H2T's published stage 2 does).
-    * ``checkpoint``: a file written atomically after every epoch; if it exists when ``fit``
-      starts, training resumes from it (model, optimiser, schedule, and every random stream: the
-      batch order, augmentation, NumPy's (mixup λ), torch's CPU and CUDA generators, and an
-      objective's own through its ``rng_state`` / ``set_rng_state``). The checkpoint records the
-      run's fingerprint (:func:`run_fingerprint`: ``desc``, objective, model, data, seed, config, and
-      ``identity``, e.g. the method's options); a checkpoint of a different run raises
-      :class:`~ltkd.errors.LtkdError` instead of being resumed.
-    * ``progress``: a bar, one line per epoch (``"log"``) or nothing; ``None`` asks
-      ``$LTKD_PROGRESS`` and the terminal (:func:`progress_mode`).
-    * Mixed precision (bf16 autocast) on CUDA. Losses are summed on the device and read once
-      per epoch, so there is no host synchronisation per step.
-    * Fast path: ``channels_last`` (``None``: on for CPU and CUDA; ``$LTKD_CHANNELS_LAST=0``
-      turns it off), ``compile`` (``None``: ``$LTKD_COMPILE``, default off; see :func:`compile_mode`),
-      cuDNN autotuning and a fused SGD step on CUDA.
-    * Under ``torchrun`` (``WORLD_SIZE`` > 1) the step runs in DistributedDataParallel: each rank
-      trains on a disjoint shard of every epoch's indices with batch ``batch_size / WORLD_SIZE``;
-      the logged metrics are summed over ranks; rank 0 writes checkpoints; at each epoch's end every
-      rank takes rank 0's BatchNorm statistics, so all ranks hold one model (:mod:`ltkd.distributed`).
+    * ``sampler``: a :class:`~ltkd.data.ClassSampler` or ``instance``, ``class-balanced``, ``sqrt``.
+    * ``trainable="head"`` freezes everything but ``model.head`` (cRT's stage 2); then ``bn="frozen"``
+      (its default) keeps backbone BatchNorm statistics fixed, ``bn="train"`` lets them update (H2T's stage 2).
+    * ``checkpoint``: written atomically after every epoch; if it exists when ``fit`` starts, training
+      resumes from it (model, optimiser, schedule and every random stream, :func:`ltkd.checkpoint.rng_state`).
+      It records the run's fingerprint (:func:`run_fingerprint`: ``desc``, objective, model, data, seed,
+      config and ``identity``, e.g. the method's options); another run's checkpoint raises ``LtkdError``.
+    * ``progress``: a bar, one line per epoch (``"log"``) or nothing; ``None`` asks ``$LTKD_PROGRESS``;
+      ``on_epoch_end(epoch, row)`` is called after each epoch, before its checkpoint (it may add to ``row``).
+    * Mixed precision (bf16 autocast) on CUDA. Fast path: ``channels_last`` (``None``: on for CPU and CUDA),
+      ``compile`` (``None``: ``$LTKD_COMPILE``, default off), cuDNN autotuning and a fused SGD step on CUDA.
+    * Under ``torchrun`` (``WORLD_SIZE`` > 1) the step runs in DistributedDataParallel: each rank trains on
+      a disjoint shard of every epoch with batch ``batch_size / WORLD_SIZE``; logged metrics are summed over
+      ranks; rank 0 writes checkpoints; every rank takes rank 0's BatchNorm statistics at each epoch's end.
     """
-    if config.epochs <= 0:
-        raise LtkdError(f"epochs must be positive, got {config.epochs}")
-    if trainable not in ("all", "head"):
-        raise LtkdError(f"trainable must be 'all' or 'head', got {trainable!r}")
-    if bn is None:
-        bn = "frozen" if trainable == "head" else "train"
-    if bn not in ("train", "frozen"):
-        raise LtkdError(f"bn must be 'train' or 'frozen', got {bn!r}")
-    dev = get_device(device) if not isinstance(device, torch.device) else device
-    from . import distributed as D
-
+    bn = _check(objective, config, trainable, bn)
+    dev = get_device(device)
     D.init_from_env()
-    world, rank = D.world_size(), D.rank()
-    gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-    if sampler is None or isinstance(sampler, str):
-        sampler = ClassSampler.of(sampler or "instance", data.labels, data.num_classes)
-    batch_size = config.batch_size
-    if world > 1:
-        if batch_size % world:
-            raise LtkdError(f"batch size {batch_size} does not split over {world} processes; use a multiple")
-        batch_size //= world
-        sampler = D.ShardedSampler(sampler, rank, world)
+    gen = _seed(seed)
     channels_last = use_channels_last(dev, channels_last)
-    loader = TensorLoader(data, batch_size, sampler, train=augment, device=dev, generator=gen,
-                          channels_last=channels_last)  # fmt: skip
-    if rank > 0:  # same batch order on every rank, but each rank its own crops and flips
-        loader.aug_generator.manual_seed(loader.aug_generator.initial_seed() + 7919 * rank)
-    model.to(dev)
-    objective.to(dev)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    if hasattr(objective, "mixup") and config.mixup:
-        objective.mixup = config.mixup
-
-    head_ids = {id(p) for p in model.head.parameters()}
+    loader = _loader(data, config.batch_size, sampler, augment, dev, gen, channels_last)
+    _place(model, objective, dev, channels_last)
+    objective.configure(config)
     saved_flags = {p: p.requires_grad for p in model.parameters()}
-    if trainable == "head":
-        for p in model.parameters():
-            p.requires_grad_(id(p) in head_ids)
-    params = [p for p in model.parameters() if p.requires_grad]
-    fused = {"fused": True} if dev.type == "cuda" else {}
-    opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
-                          nesterov=config.nesterov, **fused)  # fmt: skip
+    opt = _optimizer(model, config, trainable, dev)
     sched = _scheduler(opt, config, len(loader))
-    history: list[dict] = []
-    start = 0
     ck_path = Path(checkpoint) if checkpoint else None
     fingerprint = run_fingerprint(model, objective, data, config, seed=seed, trainable=trainable, bn=bn, desc=desc,
                                   identity=identity) if ck_path is not None else None  # fmt: skip
-    if ck_path is not None and ck_path.is_file():
-        try:
-            ck = torch.load(ck_path, map_location=dev, weights_only=True)
-        except Exception as e:
-            raise LtkdError(f"cannot read checkpoint {ck_path} ({type(e).__name__}: {e}); delete it to start afresh") from e
-        differs = _fingerprint_mismatch(ck.get("fingerprint"), fingerprint)
-        if differs:
-            raise LtkdError(
-                f"checkpoint {ck_path} was written by a different run, so it is not resumed:\n  "
-                + "\n  ".join(differs)
-                + "\ndelete it (or the run's checkpoints folder) to start this run afresh, or write to another output folder"
-            )
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        gen.set_state(ck["generator"])
-        if rank == 0:  # the checkpoint holds rank 0's augmentation stream; other ranks keep their own seed
-            loader.aug_generator.set_state(ck["aug_generator"].to(loader.aug_generator.get_state().device))
-        torch.set_rng_state(ck["torch_rng"])
-        if "numpy_rng" in ck:  # checkpoints written before these were saved resume with fresh streams
-            _set_numpy_rng_state(ck["numpy_rng"])
-        if ck.get("cuda_rng") is not None and dev.type == "cuda":
-            torch.cuda.set_rng_state(ck["cuda_rng"].cpu(), dev)
-        if ck.get("objective_rng") is not None and hasattr(objective, "set_rng_state"):
-            objective.set_rng_state(ck["objective_rng"])
-        history = list(ck.get("history_rows", []))
-        start = int(ck["epoch"])
-    resumed = start > 0  # the first epoch this call runs is marked, so a run's metrics say where it resumed
-
-    run_model = _compiled(model, compile_mode(compile))
-    ddp = None
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        ddp = DistributedDataParallel(
-            _Step(model, objective, run_model, getattr(objective, "wants_index", False)),
-            device_ids=[torch.cuda.current_device()] if dev.type == "cuda" else None,
-            find_unused_parameters=_env_flag("LTKD_DDP_FIND_UNUSED", False),
-        )
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else nullcontext()
-    bar = _progress(config.epochs, desc, progress_mode(progress) if rank == 0 else None, initial=start)
+    ck = _resume(ck_path, fingerprint, model, opt, sched, gen, loader, dev, objective) if fingerprint else {}
+    history, start = list(ck.get("history_rows", [])), int(ck.get("epoch", 0))
+    step = _step(model, objective, compile, dev)
+    bar = epoch_progress(config.epochs, desc, progress_mode(progress) if D.rank() == 0 else None, initial=start)
     try:
         for epoch in range(start, config.epochs):
-            t0 = time.perf_counter()
-            if ddp is not None:
-                ddp.train()
-            model.train()
-            objective.train()
-            if trainable == "head" and bn != "train":
-                for name, m in model.named_modules():
-                    if m is not model and not name.startswith("head"):
-                        m.eval()
-            if hasattr(objective, "on_epoch"):
-                objective.on_epoch(epoch, config.epochs)
-            sums: dict[str, torch.Tensor] = {}
-            correct = torch.zeros((), device=dev)
-            seen = 0
-            wants_index = getattr(objective, "wants_index", False)  # e.g. KD data selection: per-sample masks
-            for x, y, idx in loader:
-                with amp:
-                    if ddp is not None:
-                        logits, losses = ddp(x, y, idx)
-                    else:
-                        logits, losses = objective(run_model, x, y, idx) if wants_index else objective(run_model, x, y)
-                    loss = sum(losses.values())
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                for k, v in losses.items():
-                    sums[k] = sums.get(k, 0) + v.detach().float() * len(y)
-                correct += (logits.detach().argmax(1) == y).sum()
-                seen += len(y)
-            if world > 1:  # one all-reduce per epoch: losses, correct, seen summed over ranks
-                keys = list(sums)
-                vec = torch.stack([sums[k] for k in keys] + [correct.float(), torch.tensor(float(seen), device=dev)])
-                D.all_reduce_sum(vec)
-                sums = dict(zip(keys, vec[: len(keys)]))
-                correct, seen = vec[-2], int(vec[-1].item())
-            row = {k: float(v) / seen for k, v in sums.items()}
-            row["loss"] = sum(row.values())
-            if not math.isfinite(row["loss"]):
-                raise LtkdError(
-                    f"training diverged at epoch {epoch + 1} (loss {row['loss']}); lower the learning rate"
-                )
-            row.update(epoch=epoch + 1, train_acc=float(correct) / seen, lr=opt.param_groups[0]["lr"],
-                       seconds=time.perf_counter() - t0)  # fmt: skip
-            if resumed:
-                row["resumed"], resumed = True, False
-            if world > 1:  # every rank takes rank 0's running statistics: the model it saves and evaluates
-                D.broadcast_buffers(model)
+            _train_mode(step, model, trainable, bn)
+            objective.on_epoch(epoch, config.epochs)
+            row = _epoch(step, loader, opt, sched, dev, epoch)
+            if epoch == start > 0:  # marked: a run's metrics say where it resumed
+                row["resumed"] = True
+            D.broadcast_buffers(model)  # under torchrun every rank takes rank 0's running statistics
             history.append(row)
             bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['train_acc']:.3f}")
             bar.update(1)
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1, row)
-            if ck_path is not None and rank == 0:
-                _atomic_save(
-                    {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                     "generator": gen.get_state(), "aug_generator": loader.aug_generator.get_state().cpu(),
-                     "torch_rng": torch.get_rng_state(), "numpy_rng": _numpy_rng_state(),
-                     "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
-                     "objective_rng": objective.rng_state() if hasattr(objective, "rng_state") else None,
-                     "fingerprint": fingerprint, "epoch": epoch + 1, "history_rows": history},
-                    ck_path,
-                )  # fmt: skip
+            if ck_path is not None and D.rank() == 0:
+                state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                         **rng_state(gen, loader.aug_generator, dev, objective), "fingerprint": fingerprint,
+                         "epoch": epoch + 1, "history_rows": history}  # fmt: skip
+                atomic_write(ck_path, lambda f, state=state: torch.save(state, f))
     finally:
         bar.close()
         for p, flag in saved_flags.items():
@@ -605,7 +333,7 @@ def _batches(fn, model: nn.Module, data: ImageData, device=None, batch_size: int
              distributed: bool = False) -> torch.Tensor:  # fmt: skip
     from . import distributed as D
 
-    dev = get_device(device) if not isinstance(device, torch.device) else device
+    dev = get_device(device)
     if batch_size is None:  # large batches where memory is plentiful and launches are the cost
         batch_size = 4096 if dev.type == "cuda" else 1024
     n, part = len(data), data

@@ -270,11 +270,11 @@ def test_epoch_lines_estimate_ignores_a_paused_epoch(monkeypatch, capsys):
     epochs, so one epoch paused for an hour does not turn the rest of a long run's estimate into hours."""
     from types import SimpleNamespace
 
-    import ltkd.train as T
+    import ltkd.progress as P
 
     clock = iter([0.0, 60.0, 120.0, 3720.0, 3780.0])  # 60 s epochs; the third one paused for an hour
-    monkeypatch.setattr(T, "time", SimpleNamespace(perf_counter=lambda: next(clock)))  # ltkd.train's clock only
-    bar = T._progress(200, "stage1", "log", initial=10)
+    monkeypatch.setattr(P, "time", SimpleNamespace(perf_counter=lambda: next(clock)))  # ltkd.progress's clock only
+    bar = P.epoch_progress(200, "stage1", "log", initial=10)
     for _ in range(4):
         bar.set_postfix(loss="1.000")
         bar.update()

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import LtkdError
-from ..train import LossObjective
+from ..objective import LossObjective
 from . import Context, Recipe, Stage, register
 
 

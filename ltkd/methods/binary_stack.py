@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checkpoint import atomic_write
 from ..errors import LtkdError, first_line
 from ..models import _Backbone, make_head
 
@@ -360,12 +361,11 @@ def export(model: BinaryNet, path: str | os.PathLike) -> dict:
 
 
 def _write_atomic(p: Path, arrays: dict) -> None:
-    """One .npz written whole or not at all (a temporary file, then renamed): a crash leaves no truncated export."""
+    """One .npz written whole or not at all (:func:`ltkd.checkpoint.atomic_write`): a crash leaves no truncated
+    export."""
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_bytes(buf.getvalue())
-    os.replace(tmp, p)
+    atomic_write(p, buf.getvalue())
 
 
 _EXPORT_DTYPES = {"filters": np.dtype(np.uint8), "indices": np.dtype(np.uint8), "rest": np.dtype(np.float32),

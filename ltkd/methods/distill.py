@@ -45,8 +45,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checkpoint import load_model_state, write_json
+from ..device import get_device
 from ..errors import LtkdError, first_line
 from ..models import MODELS, CosineHead, build_model
+from ..objective import Objective
+from ..train import predict
 from . import Context, Recipe, Stage, check_option, parse_option, register
 
 __all__ = [
@@ -127,7 +131,7 @@ def teacher_logits(teacher: nn.Module, x: torch.Tensor, cosine_scale: float = CO
     return z
 
 
-class Distiller(nn.Module):
+class Distiller(Objective):
     """Base objective: student logits, CE on the labels, and a distillation term from a frozen teacher.
 
     * ``teacher`` — frozen (``requires_grad=False``) and always in eval mode: :meth:`train` puts
@@ -239,7 +243,6 @@ def load_teacher(path: str | os.PathLike, num_classes: int | None = None, in_cha
     The checkpoint must fit the data: ``num_classes``, ``in_channels`` and, where the checkpoint records the
     image size it was trained on (``ltkd train`` does), ``image_size`` (H, W) — a convolutional teacher with
     global pooling would otherwise run on images of another size and give soft labels that mean nothing."""
-    from ..train import load_model_state
 
     ck = load_model_state(path)
     trained = ck.get("image_size")
@@ -284,7 +287,6 @@ def train_teacher(model: str, data, profile=None, epochs: int | None = None, see
 
 def training_error(teacher: nn.Module, train, device=None) -> float:
     """The teacher's error rate on the (un-augmented) training images: how much there is to revise."""
-    from ..train import predict
 
     z = predict(teacher, train, device)
     return float((z.argmax(1) != train.labels).float().mean())
@@ -349,9 +351,8 @@ def _teacher_report(teacher: nn.Module, train, test, dev, source: str, seconds: 
 
 def cmd_distill(args) -> int:
     from ..cli import _summary
-    from ..experiment import check_output_folder, prepare_data, run, write_json
+    from ..experiment import check_output_folder, prepare_data, run
     from ..profiles import get_profile
-    from ..train import get_device
 
     if args.method not in DISTILL_METHODS:
         raise LtkdError(f"unknown distillation method {args.method!r}; choose one of {', '.join(DISTILL_METHODS)}")
@@ -432,7 +433,6 @@ def _finished_teacher(folder: Path, model: str, train, profile, epochs: int | No
 
 
 def _arch_of(path: str) -> str | None:
-    from ..train import load_model_state
 
     return load_model_state(path).get("arch")
 

@@ -46,7 +46,7 @@ from torch import nn
 
 from ..data import ClassSampler
 from ..errors import LtkdError
-from ..train import LossObjective
+from ..objective import LossObjective
 from . import Context, Recipe, Stage, register
 
 __all__ = [

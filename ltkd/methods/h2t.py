@@ -52,7 +52,7 @@ from torch import nn
 
 from ..data import ImageData, augment, class_sampler_weights
 from ..errors import LtkdError
-from ..train import LossObjective
+from ..objective import LossObjective, Objective
 from . import Context, Recipe, Stage, register
 
 __all__ = ["fuse", "fused_channels", "H2T", "h2t_objective", "h2t_stage", "gcl_h2t_stage", "H2T_STAGE", "h2t_bn", "DEFAULT_RHO"]
@@ -90,7 +90,7 @@ def fuse(
     return fused, channels
 
 
-class H2T(nn.Module):
+class H2T(Objective):
     """The H2T stage-2 objective: ``forward(model, x, y) -> (logits, {"ce": loss})``.
 
     ``x, y`` is the class-balanced batch the engine draws. The objective draws its own donor
@@ -177,7 +177,7 @@ class H2T(nn.Module):
         scale, shift = self._norm
         return x.float().mul_(scale).add_(shift)
 
-    def forward(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor):
+    def forward(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor | None = None):
         if not self.training:
             logits = model(x) * self.scale
             return logits, {"ce": self.criterion(logits, y)}

@@ -124,9 +124,9 @@ def selection_scores(teacher: nn.Module, data: ImageData, device=None, batch_siz
                      cosine_scale: float = COSINE_TEACHER_SCALE) -> torch.Tensor:  # fmt: skip
     """The teacher's true-class margin s_i = p_y − max_{j≠y} p_j (T = 1, no augmentation), shape (N,), on the CPU."""
     from ..data import TensorLoader
-    from ..train import get_device
+    from ..device import get_device
 
-    dev = get_device(device) if not isinstance(device, torch.device) else device
+    dev = get_device(device)
     was = teacher.training
     teacher.to(dev).eval()
     out = []

@@ -1,0 +1,190 @@
+"""Files that must be whole: the one atomic write, model files, and training checkpoints.
+
+* :func:`atomic_write` — every file ltkd writes that a crash must not leave half-written.
+* :func:`save_model` / :func:`load_model_state` — a trained model and the facts to rebuild it.
+* :func:`run_fingerprint` — what makes a training run this run; ``fit`` resumes only a checkpoint
+  whose fingerprint matches (:func:`fingerprint_mismatch`).
+* :func:`rng_state` / :func:`set_rng_state` — every random stream a resumed run must continue.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import LtkdError, first_line
+
+if TYPE_CHECKING:  # types only: this module sits below data and profiles
+    from .data import ImageData
+    from .profiles import TrainConfig
+
+__all__ = ["atomic_write", "write_json", "json_safe", "safe_load", "save_model", "load_model_state", "run_fingerprint", "module_digest",
+           "fingerprint_mismatch", "rng_state", "set_rng_state"]  # fmt: skip
+
+
+def atomic_write(path: str | os.PathLike, content: str | bytes | Callable[[IO[bytes]], Any]) -> Path:
+    """Write ``path`` whole or not at all: into a temporary file beside it (named by this process, so two
+    processes never share one), then renamed over it. ``content``: text, bytes, or ``f(file)`` writing to an
+    open binary file (``lambda f: torch.save(obj, f)``, ``lambda f: np.savez(f, **arrays)``)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f"{p.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            if isinstance(content, str):
+                f.write(content.encode())
+            elif isinstance(content, bytes):
+                f.write(content)
+            else:
+                content(f)
+        os.replace(tmp, p)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return p
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every non-finite float (NaN, ±inf) replaced by ``None``: what strict JSON can hold."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """``obj`` as indented, strict JSON (no bare ``NaN``, which strict parsers refuse: :func:`json_safe` makes
+    it ``null``), written atomically (:func:`atomic_write`)."""
+    return atomic_write(path, json.dumps(json_safe(obj), indent=2, allow_nan=False))
+
+
+def save_model(model: nn.Module, path: str | os.PathLike, **meta) -> None:
+    """Save a state dict plus the facts needed to rebuild the model (name, classes, channels, head)."""
+    state = {"state_dict": model.state_dict(), **meta}
+    atomic_write(path, lambda f: torch.save(state, f))
+
+
+def safe_load(path: str | os.PathLike, map_location="cpu") -> Any:
+    """``torch.load(path, weights_only=True)`` with every failure one line naming the file: an empty or truncated
+    file, not a PyTorch file, or one holding pickled Python objects (refused, never loaded unsafely)."""
+    import pickle
+
+    p = Path(path)
+    if p.stat().st_size == 0:
+        raise LtkdError(f"cannot read {p}: the file is empty")
+    try:
+        return torch.load(p, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:  # PyTorch's message advises weights_only=False: not passed on
+        if "global" in str(e).lower():  # "Unsupported global: GLOBAL module.name": an object to be constructed
+            raise LtkdError(f"refused {p}: it holds pickled Python objects, not only tensors, and ltkd loads "
+                            "weights only") from e  # fmt: skip
+        raise LtkdError(f"cannot read {p}: not a PyTorch weights file, or a damaged one (UnpicklingError)") from e
+    except Exception as e:  # a damaged zip, a truncated file, ...: any failure is this file's fault
+        raise LtkdError(f"cannot read {p}: {type(e).__name__}: {first_line(e)}") from e
+
+
+def load_model_state(path: str | os.PathLike, map_location="cpu") -> dict:
+    """Load a checkpoint written by :func:`save_model` safely (``weights_only=True``)."""
+    p = Path(path)
+    if not p.is_file():
+        raise LtkdError(f"checkpoint {p} not found")
+    ck = safe_load(p, map_location)
+    if not isinstance(ck, dict) or "state_dict" not in ck:
+        raise LtkdError(f"{p} is not an ltkd checkpoint (no state_dict); save one with ltkd train")
+    return ck
+
+
+def run_fingerprint(model: nn.Module, objective: nn.Module, data: ImageData, config: TrainConfig, *, seed: int,
+                    trainable: str, bn: str, desc: str, identity: dict | None = None) -> dict:  # fmt: skip
+    """What makes a training run this run, as simple values: a checkpoint records it, and ``fit``
+    resumes only a checkpoint whose fingerprint matches (device, threads and memory format may differ)."""
+    shapes = repr(sorted((k, tuple(v.shape)) for k, v in model.state_dict().items()))
+    labels = np.ascontiguousarray(torch.as_tensor(data.labels).cpu().numpy().astype(np.int64))
+    fp = {
+        "run": desc,
+        "objective": type(objective).__qualname__,
+        "model": f"{type(model).__name__} {hashlib.sha1(shapes.encode()).hexdigest()[:12]}",
+        "data": f"{len(data)} images, {data.num_classes} classes, labels {hashlib.sha1(labels.tobytes()).hexdigest()[:12]}",
+        "seed": int(seed),
+        "trainable": trainable,
+        "bn": bn,
+        "config": json.loads(json.dumps(dataclasses.asdict(config))),
+    }
+    if identity:
+        fp.update(json.loads(json.dumps(identity, default=str)))
+    return fp
+
+
+def module_digest(module: nn.Module) -> str:
+    """``"ClassName sha1"`` of a module's state (every parameter and buffer, names, shapes and values): the same
+    weights on any device give the same digest. Identifies a teacher in a student's checkpoint fingerprint."""
+    h = hashlib.sha1()
+    for k, v in sorted(module.state_dict().items()):
+        t = v.detach().cpu().contiguous()
+        h.update(f"{k} {tuple(t.shape)} {t.dtype}".encode())
+        h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return f"{type(module).__name__} {h.hexdigest()[:12]}"
+
+
+def fingerprint_mismatch(saved: dict | None, now: dict) -> list[str]:
+    """The fields in which a checkpoint's run differs from this one (none for a checkpoint without a fingerprint,
+    written before ltkd recorded them)."""
+    if not saved:
+        return []
+    out = []
+    for k in sorted(set(saved) | set(now)):
+        a, b = saved.get(k), now.get(k)
+        if k == "config" and isinstance(a, dict) and isinstance(b, dict):
+            out += [f"config.{f}: {a.get(f)!r} in the checkpoint, {b.get(f)!r} now"
+                    for f in sorted(set(a) | set(b)) if a.get(f) != b.get(f)]  # fmt: skip
+        elif a != b:
+            out.append(f"{k}: {a!r} in the checkpoint, {b!r} now")
+    return out
+
+
+def _numpy_rng_state() -> dict:
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
+            "cached": float(cached)}  # fmt: skip
+
+
+def _set_numpy_rng_state(st: dict) -> None:
+    np.random.set_state(("MT19937", st["keys"].numpy().astype(np.uint32), st["pos"], st["has_gauss"], st["cached"]))
+
+
+def rng_state(generator: torch.Generator, aug_generator: torch.Generator, device: torch.device, objective) -> dict:
+    """Every random stream of a training run, as a checkpoint stores it: the batch order, augmentation,
+    torch's CPU (and CUDA) generators, NumPy's (mixup λ) and the objective's own (``objective.rng_state()``)."""
+    return {"generator": generator.get_state(), "aug_generator": aug_generator.get_state().cpu(),
+            "torch_rng": torch.get_rng_state(), "numpy_rng": _numpy_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+            "objective_rng": objective.rng_state()}  # fmt: skip
+
+
+def set_rng_state(ck: dict, generator: torch.Generator, aug_generator: torch.Generator | None, device: torch.device,
+                  objective) -> None:  # fmt: skip
+    """Continue the streams :func:`rng_state` saved (``aug_generator=None`` keeps this process's own: a
+    checkpoint holds rank 0's augmentation stream only)."""
+    generator.set_state(ck["generator"])
+    if aug_generator is not None:
+        aug_generator.set_state(ck["aug_generator"].to(aug_generator.get_state().device))
+    torch.set_rng_state(ck["torch_rng"])
+    if "numpy_rng" in ck:  # checkpoints written before these were saved resume with fresh streams
+        _set_numpy_rng_state(ck["numpy_rng"])
+    if ck.get("cuda_rng") is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(ck["cuda_rng"].cpu(), device)
+    if ck.get("objective_rng") is not None:
+        objective.set_rng_state(ck["objective_rng"])
