@@ -93,7 +93,14 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="options",
                    help="a method option, e.g. --set gcl_eps=0.25 (repeatable; `ltkd methods` lists them)")
     _add_eval_every(p)
+    _add_resume_unfingerprinted(p)
     p.add_argument("--json", action="store_true", help="print metrics.json instead of the table")
+
+
+def _add_resume_unfingerprinted(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--resume-unfingerprinted", action="store_true",
+                   help="resume checkpoints in OUT/checkpoints that do not record the run (or the data) that wrote "
+                        "them, from an older ltkd: you vouch they are this run's (without it they are refused)")
 
 
 def _add_eval_every(p: argparse.ArgumentParser) -> None:
@@ -120,6 +127,7 @@ def cmd_train(args) -> int:
         method=args.method, dataset=args.dataset, imbalance=args.imbalance, model=args.model,
         epochs=args.epochs, seed=args.seed, profile=args.profile, out=args.out, device=args.device,
         options=_options(args), lt_profile=args.lt_profile, eval_every=args.eval_every,
+        resume_unfingerprinted=args.resume_unfingerprinted,
     )  # fmt: skip
     from .distributed import is_main
 

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .checkpoint import module_digest, save_model, write_json
+from .checkpoint import claim_checkpoints, module_digest, remove_checkpoints, save_model, write_json
 from .data import ImageData, load, long_tail
 from .device import get_device
 from .distributed import is_main
@@ -30,7 +30,7 @@ from .profiles import Profile, get_profile
 from .train import fit, predict
 
 __all__ = ["run", "run_stages", "prepare_data", "evaluate", "best_evaluated", "environment", "check_output_folder",
-           "check_seed"]
+           "check_seed", "checkpoint_names"]
 
 SEED_MAX = 2**63 - 1  # torch takes seeds < 2**64; a stage adds 1000 per stage index, a DDP rank 7919 per rank
 
@@ -97,8 +97,13 @@ def run_stages(
     checkpoint_dir: str | os.PathLike | None = None,
     test: ImageData | None = None,
     eval_every: int = 0,
+    resume_unfingerprinted: bool = False,
 ) -> list[dict]:
     """Run ``recipe``'s stages (from index ``skip``) on ``model``; return the per-epoch logs.
+
+    With ``checkpoint_dir``, stage ``NAME`` keeps its checkpoint in ``NAME.ckpt`` there (see
+    :func:`checkpoint_names`); a folder holding any other file is refused before anything trains
+    (:func:`ltkd.checkpoint.claim_checkpoints`). ``resume_unfingerprinted``: see :func:`ltkd.train.fit`.
 
     With ``test`` and ``eval_every`` = N > 0, every N-th epoch of each stage (and its last) is also
     evaluated on ``test``: the epoch's log row gets ``test_acc``, ``test_head`` / ``test_middle`` /
@@ -111,6 +116,8 @@ def run_stages(
     if eval_every and test is None:
         raise LtkdError("eval_every needs the test set (test=...)")
     options = check_options(options, recipe.options)  # a recipe of your own declares the keys it reads in .options
+    if checkpoint_dir:
+        claim_checkpoints(checkpoint_dir, checkpoint_names(recipe), recipe.name)
     ctx = Context(train=train, profile=profile, device=dev, seed=seed, options=dict(options or {}))
     logs: list[dict] = []
     for i, stage in enumerate(recipe.stages):
@@ -122,13 +129,20 @@ def run_stages(
         sampler = stage.sampler(ctx) if callable(stage.sampler) else stage.sampler
         objective = stage.objective(ctx)
         bn = stage.bn(ctx) if callable(stage.bn) else stage.bn
-        ck = Path(checkpoint_dir) / f"{stage.name}.ckpt" if checkpoint_dir else None
+        ck = Path(checkpoint_dir) / checkpoint_names(recipe)[i] if checkpoint_dir else None
         hook = _test_hook(model, test, train.counts, dev, eval_every, cfg.epochs) if eval_every else None
         hist = fit(model, objective, train, cfg, sampler=sampler, trainable=stage.trainable, bn=bn,
                    device=dev, seed=seed + 1000 * i, progress=progress, desc=f"{recipe.name}:{stage.name}",
-                   checkpoint=ck, on_epoch_end=hook, identity=_identity(ctx.options))  # fmt: skip
+                   checkpoint=ck, on_epoch_end=hook, identity=_identity(ctx.options),
+                   resume_unfingerprinted=resume_unfingerprinted)  # fmt: skip
         logs += [{"stage": stage.name, **row} for row in hist]
     return logs
+
+
+def checkpoint_names(recipe: Recipe) -> list[str]:
+    """The checkpoint files a run of ``recipe`` owns in ``OUT/checkpoints``: ``STAGE.ckpt`` per stage. It writes,
+    resumes and at its end deletes these and no others."""
+    return [f"{stage.name}.ckpt" for stage in recipe.stages]
 
 
 def _identity(options: dict) -> dict:
@@ -219,6 +233,7 @@ def run(
     data: tuple[ImageData, ImageData] | None = None,
     stage1_state: dict | None = None,
     eval_every: int = 0,
+    resume_unfingerprinted: bool = False,
 ) -> tuple[dict, nn.Module]:
     """Train ``method`` on ``dataset``-LT and return ``(metrics, model)``.
 
@@ -228,6 +243,11 @@ def run(
     CE model a notebook already trained. ``eval_every`` = N > 0 evaluates the test set every N
     epochs of each stage (and at its last) into the per-epoch log, and adds ``best_evaluated``
     (see :func:`run_stages` and :func:`best_evaluated`); the headline numbers stay the last epoch's.
+
+    The run owns the checkpoints its recipe names (:func:`checkpoint_names`): it refuses to start when
+    ``out/checkpoints`` holds any other file (another run's, or unknown), and at its end deletes its own only.
+    A checkpoint that does not record its run (or its data) is resumed only with ``resume_unfingerprinted``.
+    ``out`` is checked before any data are read (:func:`check_output_folder`).
     """
     t0 = time.perf_counter()
     recipe = get_method(method)
@@ -236,11 +256,14 @@ def run(
     check_seed(seed)
     options = check_options(options, recipe.options)
     outdir = check_output_folder(out) if out is not None else None  # before any data are read or trained on
+    if outdir:
+        claim_checkpoints(outdir / "checkpoints", checkpoint_names(recipe), recipe.name)
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
     train, test = data if data is not None else prepare_data(dataset, imbalance, lt_profile)
     for split, d in (("training", train), ("test", test)):
         if len(d) == 0:
-            raise LtkdError(f"the {split} split of {d.name} has no images; nothing to {'train on' if split == 'training' else 'test on'}")
+            raise LtkdError(f"the {split} split of {d.name} has no images; nothing to "
+                            f"{'train on' if split == 'training' else 'test on'}")  # fmt: skip
     prof = prof.for_dataset(train.name)
     if epochs is not None:
         prof = prof.with_epochs(epochs)
@@ -259,7 +282,7 @@ def run(
             raise LtkdError(f"cannot make output folder {outdir} ({first_line(e)})") from e
     logs = run_stages(recipe, net, train, prof, seed=seed, device=dev, options=options, skip=skip,
                       progress=progress, checkpoint_dir=outdir / "checkpoints" if outdir else None,
-                      test=test, eval_every=eval_every)  # fmt: skip
+                      test=test, eval_every=eval_every, resume_unfingerprinted=resume_unfingerprinted)  # fmt: skip
     report = evaluate(net, test, train.counts, dev, distributed=True)  # under torchrun: shared by the ranks
     metrics = {
         **report,
@@ -292,8 +315,7 @@ def run(
                    in_channels=train.in_channels, head=type(net.head).__name__, method=method,
                    dataset=train.name, image_size=[int(v) for v in train.images.shape[2:]])  # fmt: skip
         write_json(outdir / "metrics.json", metrics)
-        for f in (outdir / "checkpoints").glob("*.ckpt"):
-            f.unlink()
+        remove_checkpoints(outdir / "checkpoints", checkpoint_names(recipe))  # this run's; never another's
     return metrics, net
 
 

@@ -33,9 +33,10 @@ from torch import nn
 from . import distributed as D
 from .checkpoint import (
     atomic_write,
-    fingerprint_mismatch,
+    check_resumable,
     load_model_state,
     module_digest,
+    read_checkpoint,
     rng_state,
     run_fingerprint,
     save_model,
@@ -43,7 +44,7 @@ from .checkpoint import (
 )
 from .data import ClassSampler, ImageData, TensorLoader
 from .device import compile_mode, compiled, env_flag, get_device, seed_everything, use_channels_last
-from .errors import LtkdError
+from .errors import LtkdError, first_line
 from .objective import LossObjective, Objective
 from .profiles import TrainConfig
 from .progress import epoch_progress, progress_enabled, progress_mode
@@ -178,27 +179,24 @@ def _step(model: nn.Module, objective: Objective, compile: bool | str | None, de
                                    find_unused_parameters=env_flag("LTKD_DDP_FIND_UNUSED", False))  # fmt: skip
 
 
-def _resume(path: Path, fingerprint: dict, model, opt, sched, gen, loader: TensorLoader, dev, objective) -> dict:
-    """Load the checkpoint at ``path``, if there is one, into this run (refused if another run wrote it); return
-    it (``{}``: none, start afresh)."""
+def _resume(path: Path, fingerprint: dict, model, opt, sched, gen, loader: TensorLoader, dev, objective,
+            epochs: int, resume_unfingerprinted: bool = False) -> dict:  # fmt: skip
+    """Load the checkpoint at ``path``, if there is one, into this run (refused if another run wrote it, or if it
+    cannot show which run did and the user has not vouched for it: :func:`ltkd.checkpoint.check_resumable`);
+    return it (``{}``: none, start afresh)."""
     if not path.is_file():
         return {}
+    ck = read_checkpoint(path, dev)
+    check_resumable(path, ck, fingerprint, epochs, resume_unfingerprinted)
     try:
-        ck = torch.load(path, map_location=dev, weights_only=True)
-    except Exception as e:
-        raise LtkdError(f"cannot read checkpoint {path} ({type(e).__name__}: {e}); delete it to start afresh") from e
-    differs = fingerprint_mismatch(ck.get("fingerprint"), fingerprint)
-    if differs:
-        raise LtkdError(
-            f"checkpoint {path} was written by a different run, so it is not resumed:\n  "
-            + "\n  ".join(differs)
-            + "\ndelete it (or the run's checkpoints folder) to start this run afresh, or write to another output folder"
-        )
-    model.load_state_dict(ck["model"])
-    opt.load_state_dict(ck["optimizer"])
-    sched.load_state_dict(ck["scheduler"])
-    # the checkpoint holds rank 0's augmentation stream; other ranks keep their own seed
-    set_rng_state(ck, gen, loader.aug_generator if D.rank() == 0 else None, dev, objective)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        # the checkpoint holds rank 0's augmentation stream; other ranks keep their own seed
+        set_rng_state(ck, gen, loader.aug_generator if D.rank() == 0 else None, dev, objective)
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as e:  # an unfingerprinted one that does not fit
+        raise LtkdError(f"checkpoint {path} does not fit this run ({type(e).__name__}: {first_line(e)}); delete it "
+                        "to start afresh") from e  # fmt: skip
     return ck
 
 
@@ -266,6 +264,7 @@ def fit(
     on_epoch_end: Callable[[int, dict], None] | None = None,
     compile: bool | str | None = None,
     identity: dict | None = None,
+    resume_unfingerprinted: bool = False,
 ) -> list[dict]:
     """Train ``model`` under ``objective`` on ``data``; return one log dict per epoch.
 
@@ -275,7 +274,9 @@ def fit(
     * ``checkpoint``: written atomically after every epoch; if it exists when ``fit`` starts, training
       resumes from it (model, optimiser, schedule and every random stream, :func:`ltkd.checkpoint.rng_state`).
       It records the run's fingerprint (:func:`run_fingerprint`: ``desc``, objective, model, data, seed,
-      config and ``identity``, e.g. the method's options); another run's checkpoint raises ``LtkdError``.
+      config and ``identity``, e.g. the method's options, and a digest of the data's pixels and labels); another
+      run's checkpoint raises ``LtkdError``, and so does one that records no fingerprint (or no data digest)
+      unless ``resume_unfingerprinted`` (the user says it is this run's).
     * ``progress``: a bar, one line per epoch (``"log"``) or nothing; ``None`` asks ``$LTKD_PROGRESS``;
       ``on_epoch_end(epoch, row)`` is called after each epoch, before its checkpoint (it may add to ``row``).
     * Mixed precision (bf16 autocast) on CUDA. Fast path: ``channels_last`` (``None``: on for CPU and CUDA),
@@ -298,7 +299,8 @@ def fit(
     ck_path = Path(checkpoint) if checkpoint else None
     fingerprint = run_fingerprint(model, objective, data, config, seed=seed, trainable=trainable, bn=bn, desc=desc,
                                   identity=identity) if ck_path is not None else None  # fmt: skip
-    ck = _resume(ck_path, fingerprint, model, opt, sched, gen, loader, dev, objective) if fingerprint else {}
+    ck = _resume(ck_path, fingerprint, model, opt, sched, gen, loader, dev, objective, config.epochs,
+                 resume_unfingerprinted) if fingerprint else {}  # fmt: skip
     history, start = list(ck.get("history_rows", [])), int(ck.get("epoch", 0))
     step = _step(model, objective, compile, dev)
     bar = epoch_progress(config.epochs, desc, progress_mode(progress) if D.rank() == 0 else None, initial=start)

@@ -275,13 +275,14 @@ def load_teacher(path: str | os.PathLike, num_classes: int | None = None, in_cha
 
 
 def train_teacher(model: str, data, profile=None, epochs: int | None = None, seed: int = 0, method: str = "ce",
-                  device=None, out=None, progress: bool | str | None = None) -> tuple[nn.Module, dict]:  # fmt: skip
+                  device=None, out=None, progress: bool | str | None = None,
+                  resume_unfingerprinted: bool = False) -> tuple[nn.Module, dict]:  # fmt: skip
     """Train a teacher with ``method`` (default CE) on ``data`` = (train, test); return (model, metrics)."""
     from ..experiment import run
 
     metrics, net = run(method=method, dataset=data[0].name, imbalance=data[0].meta.get("imbalance", 1), model=model,
                        epochs=epochs, seed=seed, profile=profile, out=out, device=device, data=data,
-                       progress=progress)  # fmt: skip
+                       progress=progress, resume_unfingerprinted=resume_unfingerprinted)  # fmt: skip
     return net.eval(), metrics
 
 
@@ -350,9 +351,11 @@ def _teacher_report(teacher: nn.Module, train, test, dev, source: str, seconds: 
 
 
 def cmd_distill(args) -> int:
+    from ..checkpoint import claim_checkpoints
     from ..cli import _summary
-    from ..experiment import check_output_folder, prepare_data, run
+    from ..experiment import check_output_folder, checkpoint_names, prepare_data, run
     from ..profiles import get_profile
+    from . import get_method
 
     if args.method not in DISTILL_METHODS:
         raise LtkdError(f"unknown distillation method {args.method!r}; choose one of {', '.join(DISTILL_METHODS)}")
@@ -365,6 +368,7 @@ def cmd_distill(args) -> int:
             check_option(key, getattr(args, attr), f"--{key}")
     extra = dict(parse_option(text) for text in args.options)  # checked before any training
     out = check_output_folder(args.out)
+    claim_checkpoints(out / "checkpoints", checkpoint_names(get_method(args.method)), args.method)  # before a teacher
     t0 = time.perf_counter()
     dev = get_device(args.device)
     train, test = prepare_data(args.dataset, args.imbalance, args.lt_profile)
@@ -376,7 +380,8 @@ def cmd_distill(args) -> int:
         teacher = _finished_teacher(out / "teacher", args.teacher, train, prof, args.teacher_epochs, args.seed, dev)
         if teacher is None:
             teacher, _ = train_teacher(args.teacher, (train, test), prof, args.teacher_epochs, args.seed, device=dev,
-                                       out=out / "teacher")  # fmt: skip
+                                       out=out / "teacher",
+                                       resume_unfingerprinted=args.resume_unfingerprinted)  # fmt: skip
             source = f"trained here: ce, {args.teacher}, profile {prof.name}, seed {args.seed} ({out / 'teacher'})"
         else:
             source = (f"trained here by an earlier run of this command: ce, {args.teacher}, profile {prof.name}, "
@@ -392,7 +397,8 @@ def cmd_distill(args) -> int:
             opts[k] = v
     metrics, _ = run(method=args.method, dataset=args.dataset, imbalance=args.imbalance, model=args.student,
                      epochs=args.epochs, seed=args.seed, profile=prof, out=out, device=args.device,
-                     options=opts, lt_profile=args.lt_profile, data=(train, test), eval_every=args.eval_every)  # fmt: skip
+                     options=opts, lt_profile=args.lt_profile, data=(train, test), eval_every=args.eval_every,
+                     resume_unfingerprinted=args.resume_unfingerprinted)  # fmt: skip
     from ..distributed import is_main
 
     if not is_main():  # under torchrun: rank 0 writes and reports
@@ -449,7 +455,7 @@ def _finite_float(s: str) -> float:
 
 def add_distill_command(sub) -> None:
     """``ltkd distill``: train (or load) a teacher, distil it into a student, write metrics.json."""
-    from ..cli import _add_eval_every, _imbalance, _out, _positive_int, _seed
+    from ..cli import _add_eval_every, _add_resume_unfingerprinted, _imbalance, _out, _positive_int, _seed
     from ..profiles import PROFILES
 
     p = sub.add_parser("distill", help="distil a teacher into a student (kd, kd-lr, kd-ds, kd-lr-ds, dkd, dkd-lr-ds; kd-mix, the control)")
@@ -479,6 +485,7 @@ def add_distill_command(sub) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="options",
                    help="another method option, e.g. --set kd_weight=0.5 (repeatable; `ltkd methods` lists them)")
     _add_eval_every(p)
+    _add_resume_unfingerprinted(p)
     p.add_argument("--json", action="store_true", help="print metrics.json instead of the table")
     p.set_defaults(func=cmd_distill)
 
