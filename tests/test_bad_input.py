@@ -292,3 +292,128 @@ def test_error_helpers_never_fail_inside_a_handler():
     buf = io.StringIO()
     print(LtkdError(""), file=buf)
     assert buf.getvalue() == "\n"
+
+
+# --------------------------------------------------------------------------------------
+# Checkpoints: a run owns exactly the files its recipe names
+# --------------------------------------------------------------------------------------
+class _Stop(Exception):
+    pass
+
+
+def _interrupted_crt(out: Path, monkeypatch) -> None:
+    """``crt`` into ``out``, stopped after stage 1's first epoch (its checkpoint written), as a kill would."""
+    import ltkd.experiment as E
+
+    real_fit = E.fit
+
+    def fit(*a, **kw):
+        def halt(epoch, row):
+            if epoch == 2:
+                raise _Stop
+
+        return real_fit(*a, **{**kw, "on_epoch_end": halt})
+
+    monkeypatch.setattr(E, "fit", fit)
+    with pytest.raises(_Stop):
+        E.run("crt", epochs=3, out=out, device="cpu")
+    monkeypatch.setattr(E, "fit", real_fit)
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["stage1.ckpt"]
+
+
+def test_another_runs_checkpoints_are_refused_and_kept(capsys, tmp_path, monkeypatch):
+    out = tmp_path / "runs"
+    _interrupted_crt(out, monkeypatch)
+    line = _expect_error(capsys, ["distill", "--teacher", "cnn6", "--method", "kd", "--epochs", "1", "--out", str(out)],
+                         out, "holds files that are not kd's checkpoints (kd.ckpt): stage1.ckpt")  # fmt: skip
+    assert "another run" in line
+    # ce names the same file, stage1.ckpt, but the checkpoint's fingerprint says crt wrote it
+    _expect_error(capsys, ["train", "--method", "ce", "--epochs", "3", "--out", str(out)], out,
+                  "was written by a different run, so it is not resumed: ")  # fmt: skip
+    (out / "checkpoints" / "notes.txt").write_text("mine")
+    _expect_error(capsys, ["train", "--method", "crt", "--epochs", "3", "--out", str(out)], out,
+                  "holds files that are not crt's checkpoints (stage1.ckpt, crt.ckpt): notes.txt")  # fmt: skip
+    (out / "checkpoints" / "notes.txt").unlink()
+    capsys.readouterr()
+    assert main(["train", "--method", "crt", "--epochs", "3", "--out", str(out)]) == 0  # the crt run resumes
+    assert not (out / "checkpoints").exists()  # and, finished, removes its own checkpoints
+
+
+def test_a_finished_run_deletes_only_its_own_checkpoints(tmp_path):
+    from ltkd.checkpoint import remove_checkpoints
+
+    ck = tmp_path / "checkpoints"
+    ck.mkdir()
+    for name in ("stage1.ckpt", "crt.ckpt", "stage1.ckpt.4242.tmp", "crt.ckpt.tmp", "kd.ckpt", "x.ckpt.tmp", "a.txt"):
+        (ck / name).write_bytes(b"x")
+    remove_checkpoints(ck, ["stage1.ckpt", "crt.ckpt"])
+    assert sorted(p.name for p in ck.iterdir()) == ["a.txt", "kd.ckpt", "x.ckpt.tmp"]
+
+
+@pytest.mark.parametrize("what", ["model file", "empty", "metrics", "no fingerprint", "pickled"])
+def test_bad_file_in_a_checkpoints_place(capsys, tmp_path, what):
+    out = tmp_path / "o"
+    assert main(["train", "--epochs", "1", "--out", str(out)]) == 0
+    ck = out / "checkpoints" / "stage1.ckpt"
+    ck.parent.mkdir()
+    needle = {"model file": "is not a training checkpoint (a model file, written by save_model?)",
+              "empty": "the file is empty", "metrics": "cannot read",
+              "no fingerprint": "does not record the run that wrote it",
+              "pickled": "holds pickled Python objects"}[what]  # fmt: skip
+    if what == "model file":
+        ck.write_bytes((out / "model.pt").read_bytes())
+    elif what == "empty":
+        ck.write_bytes(b"")
+    elif what == "metrics":
+        ck.write_bytes((out / "metrics.json").read_bytes())
+    elif what == "pickled":
+        torch.save({"model": _Evil()}, ck)
+    else:  # a checkpoint as an older ltkd wrote it: resumed under any seed before, refused now
+        import ltkd.experiment as E
+
+        def fit(*a, **kw):
+            def halt(epoch, row):
+                if epoch == 2:  # after epoch 1's checkpoint
+                    raise _Stop
+
+            return real_fit(*a, **{**kw, "on_epoch_end": halt})
+
+        real_fit = E.fit
+        E.fit = fit
+        try:
+            with pytest.raises(_Stop):
+                E.run("ce", epochs=2, out=tmp_path / "other", device="cpu")
+        finally:
+            E.fit = real_fit
+        old = torch.load(tmp_path / "other" / "checkpoints" / "stage1.ckpt", weights_only=True)
+        del old["fingerprint"]
+        torch.save(old, ck)
+    line = _expect_error(capsys, ["train", "--epochs", "2", "--seed", "7", "--out", str(out)], out, needle)
+    assert str(ck) in line
+    if what == "no fingerprint":  # the user vouches for it: resumed, and says so in its metrics
+        capsys.readouterr()
+        assert main(["train", "--epochs", "2", "--out", str(out), "--resume-unfingerprinted", "--json"]) == 0
+        import json
+
+        m = json.loads((out / "metrics.json").read_text())
+        assert m["resumed_at"] == ["stage1 epoch 1"] and not ck.exists()
+
+
+def test_metrics_json_is_strict(tmp_path, digits):
+    """A class with no test images gives no accuracy: ``null`` in metrics.json, never a bare NaN."""
+    import json
+
+    from ltkd.data import long_tail
+    from ltkd.experiment import run
+    from ltkd.profiles import get_profile
+
+    quick = get_profile("quick")
+    prof = quick.replace(extra={}, stage1=quick.stage1.replace(epochs=1, batch_size=256))
+    train, test = long_tail(digits[0], 10), digits[1]
+    test = test.subset(test.labels != 3)  # class 3 has no test images
+    m, _ = run("ce", data=(train, test), profile=prof, device="cpu", out=tmp_path)
+    text = (tmp_path / "metrics.json").read_text()
+    saved = json.loads(text, parse_constant=lambda c: pytest.fail(f"bare {c} in metrics.json"))
+    assert saved["per_class"][3] is None and "NaN" not in text
+    with pytest.raises(Exception, match="the test split of digits has no images"):
+        run("ce", data=(train, test.subset(test.labels < 0)), profile=prof, device="cpu")
