@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # types only: this module sits below data and profiles
     from .profiles import TrainConfig
 
 __all__ = ["atomic_write", "write_json", "json_safe", "safe_load", "save_model", "load_model_state", "run_fingerprint",
+           "save_checkpoint", "state_digest",
            "data_digest", "module_digest", "fingerprint_mismatch", "read_checkpoint", "check_resumable",
            "claim_checkpoints", "remove_checkpoints", "rng_state", "set_rng_state"]  # fmt: skip
 
@@ -72,9 +73,56 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write(path, json.dumps(json_safe(obj), indent=2, allow_nan=False))
 
 
+def state_digest(obj: Any) -> str:
+    """sha1 of a saved structure (dicts in order, lists, tensors' dtype, shape and bytes, plain values): written
+    into every model file and checkpoint and checked when one is read, since ``torch.load`` does not check the
+    zip's CRCs — a damaged byte in a tensor would otherwise load as another model."""
+    h = hashlib.sha1()
+
+    def walk(o: Any) -> None:
+        if isinstance(o, torch.Tensor):
+            t = o.detach().cpu().contiguous()
+            h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        elif isinstance(o, dict):
+            h.update(f"D{len(o)}".encode())
+            for k, v in o.items():
+                walk(k)
+                walk(v)
+        elif isinstance(o, (list, tuple)):
+            h.update(f"L{len(o)}".encode())
+            for v in o:
+                walk(v)
+        else:
+            h.update(f"V{type(o).__name__}:{o!r}".encode())
+
+    walk(obj)
+    return h.hexdigest()
+
+
+def _with_digest(state: dict) -> dict:
+    return {**state, "digest": state_digest(state)}
+
+
+def _check_digest(p: Path, ck: Any) -> None:
+    """A file written with a digest must still match it (files from before digests were written carry none)."""
+    if isinstance(ck, dict) and "digest" in ck:
+        rest = {k: v for k, v in ck.items() if k != "digest"}
+        if ck["digest"] != state_digest(rest):
+            raise LtkdError(f"{p} is damaged: its contents do not match the checksum written with it; delete it "
+                            "(or restore it from a copy)")  # fmt: skip
+
+
 def save_model(model: nn.Module, path: str | os.PathLike, **meta) -> None:
-    """Save a state dict plus the facts needed to rebuild the model (name, classes, channels, head)."""
-    state = {"state_dict": model.state_dict(), **meta}
+    """Save a state dict plus the facts needed to rebuild the model (name, classes, channels, head), with a
+    checksum (:func:`state_digest`) that :func:`load_model_state` checks."""
+    state = _with_digest({"state_dict": model.state_dict(), **meta})
+    atomic_write(path, lambda f: torch.save(state, f))
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
+    """Write a training checkpoint atomically, with a checksum that :func:`read_checkpoint` checks."""
+    state = _with_digest(state)
     atomic_write(path, lambda f: torch.save(state, f))
 
 
@@ -103,6 +151,7 @@ def load_model_state(path: str | os.PathLike, map_location="cpu") -> dict:
     if not p.is_file():
         raise LtkdError(f"checkpoint {p} not found")
     ck = safe_load(p, map_location)
+    _check_digest(p, ck)
     if not isinstance(ck, dict) or "state_dict" not in ck:
         raise LtkdError(f"{p} is not an ltkd checkpoint (no state_dict); save one with ltkd train")
     return ck
@@ -184,6 +233,7 @@ def read_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     :class:`LtkdError` naming it, not a ``KeyError`` half-way through a resume."""
     p = Path(path)
     ck = safe_load(p, map_location)
+    _check_digest(p, ck)
     if not isinstance(ck, dict):
         raise LtkdError(f"{p} is not a training checkpoint (it holds a {type(ck).__name__}); delete it to start afresh")
     bad = [k for k, t in _CHECKPOINT_KEYS.items() if not isinstance(ck.get(k), t) or isinstance(ck.get(k), bool)]

@@ -32,13 +32,13 @@ from torch import nn
 
 from . import distributed as D
 from .checkpoint import (
-    atomic_write,
     check_resumable,
     load_model_state,
     module_digest,
     read_checkpoint,
     rng_state,
     run_fingerprint,
+    save_checkpoint,
     save_model,
     set_rng_state,
 )
@@ -321,7 +321,7 @@ def fit(
                 state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                          **rng_state(gen, loader.aug_generator, dev, objective), "fingerprint": fingerprint,
                          "epoch": epoch + 1, "history_rows": history}  # fmt: skip
-                atomic_write(ck_path, lambda f, state=state: torch.save(state, f))
+                save_checkpoint(ck_path, state)
     finally:
         bar.close()
         for p, flag in saved_flags.items():

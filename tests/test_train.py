@@ -159,7 +159,7 @@ def test_a_checkpoint_of_another_run_is_not_resumed(digits, tmp_path):
     assert [h.get("resumed", False) for h in hist] == [False, True, False]
     # a checkpoint from before fingerprints were recorded cannot show whose it is: refused, unless the user vouches
     old = torch.load(ck, weights_only=True)
-    del old["fingerprint"], old["numpy_rng"]
+    del old["fingerprint"], old["numpy_rng"], old["digest"]  # none of these was written then
     old["epoch"], old["history_rows"] = 1, old["history_rows"][:1]
     torch.save(old, ck)
     with pytest.raises(LtkdError, match="does not record the run that wrote it.*--resume-unfingerprinted"):
@@ -174,7 +174,7 @@ def test_a_checkpoint_of_another_run_is_not_resumed(digits, tmp_path):
         fit(build_model("cnn6", 10, 1), LossObjective(F.cross_entropy), train, cfg, device="cpu", seed=1,
             checkpoint=tmp_path / "older.ckpt", desc="ce:stage1", on_epoch_end=halt)  # fmt: skip
     older = torch.load(tmp_path / "older.ckpt", weights_only=True)
-    del older["fingerprint"]["data_content"]
+    del older["fingerprint"]["data_content"], older["digest"]
     torch.save(older, tmp_path / "older.ckpt")
     with pytest.raises(LtkdError, match="does not record the data it trained on"):
         fit(build_model("cnn6", 10, 1), LossObjective(F.cross_entropy), train, cfg, device="cpu", seed=1,
