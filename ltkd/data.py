@@ -373,6 +373,8 @@ def _walk_archive(path: Path) -> list[_Node]:
                         raise LtkdError(f"{path}:{m.name}: a link whose target is not in the archive")
                     data = f.read()
                     out.append(_Node(parts, f"{path}:{m.name}", (lambda b=data: b)))
+            while tar.fileobj.read(1 << 20):  # to the end, so that gzip checks its CRC: a damaged byte in a member
+                pass  # would otherwise pass unnoticed (tar keeps no checksum of its members' contents)
     except KeyError as e:  # a symbolic link to a member that is not there
         raise LtkdError(f"{path}: a link inside the archive points at a missing member ({first_line(e)})") from e
     except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
@@ -436,7 +438,7 @@ def _decode_items(items: list[tuple[int, _Node]], size: int | None) -> tuple[np.
             return _decode(raw, size)
         except LtkdError as e:
             raise LtkdError(f"{node.where}: {e}") from e
-        except (OSError, ValueError, SyntaxError) as e:  # PIL's UnidentifiedImageError, a truncated file
+        except Exception as e:  # PIL's UnidentifiedImageError, a truncated file, a broken stream, a bomb: the file's
             raise LtkdError(f"{node.where}: not a readable image ({type(e).__name__}); remove or replace it") from e
 
     first = one(items[0][1], size)
