@@ -45,9 +45,10 @@ def _run(*args):
                      marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),
     ],
 )
-def test_cli_errors_one_line_exit_2(args, needle, capsys):
+def test_cli_errors_one_line_exit_2(args, needle, capsys, tmp_path):
     capsys.readouterr()
-    assert main(args + ["--out", os.devnull + "-x"]) == 2
+    assert main(args + ["--out", str(tmp_path / "o")]) == 2
+    assert not (tmp_path / "o").exists()  # nothing written
     err = capsys.readouterr().err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("ltkd: error:") and needle in lines[0], err
