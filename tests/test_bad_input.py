@@ -417,3 +417,20 @@ def test_metrics_json_is_strict(tmp_path, digits):
     assert saved["per_class"][3] is None and "NaN" not in text
     with pytest.raises(Exception, match="the test split of digits has no images"):
         run("ce", data=(train, test.subset(test.labels < 0)), profile=prof, device="cpu")
+
+
+def test_library_calls_name_what_is_wrong():
+    from ltkd.data import class_sampler_weights
+    from ltkd.errors import LtkdError
+    from ltkd.metrics import accuracy_report
+
+    with pytest.raises(LtkdError, match=r"no class has any images \(counts \[0.0, 0.0\]\)"):
+        class_sampler_weights([0, 0])  # returned [nan, nan]
+    with pytest.raises(LtkdError, match="finite, non-negative"):
+        class_sampler_weights([3, float("nan")])
+    assert class_sampler_weights([0, 4]).tolist() == [0.0, 1.0]
+    with pytest.raises(LtkdError, match=r"logits N×C \(2-d\) or predicted labels N \(1-d\), got a 3-d tensor of shape "
+                                        r"\(4, 3, 2\)"):  # fmt: skip
+        accuracy_report(torch.zeros(4, 3, 2), torch.zeros(4, dtype=torch.long), [5, 3, 1])
+    with pytest.raises(LtkdError, match="class labels"):
+        accuracy_report(torch.tensor([0.5, 1.0]), torch.tensor([0, 1]), [5, 3])
