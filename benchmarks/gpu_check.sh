@@ -9,7 +9,7 @@
 #   nbval       the whole notebook suite under nbval with LTKD_DEVICE=cuda -> $OUT/nbval.log, nbval.xml
 #   throughput  ResNet-32 on CIFAR-10-LT: ltkd vs the PIL + DataLoader reference, eager and compiled
 #                                                                          -> $OUT/throughput*.json / .log
-#   reproduce   paper-profile runs (benchmarks/reproduce.py), as many as the time left allows
+#   reproduce   paper-profile runs (experiments/reproduce.py), as many as the time left allows
 #                                                                          -> $OUT/reproduce/, reproduction.json
 # Everything is summarised in $OUT/summary.txt (card, numbers, wall times).
 #
@@ -19,7 +19,7 @@
 # finish is cut off; its per-epoch checkpoint (with epoch times) still comes back under $OUT/reproduce.
 # To go on in a later call, copy that reproduce/ folder to benchmarks/out/reproduce and carry it: finished
 # runs are skipped and a cut-off run resumes from its checkpoint. Fold finished runs into the book with
-#   python benchmarks/reproduce.py --collect --out PATH/TO/reproduce
+#   python experiments/reproduce.py --collect --out PATH/TO/reproduce
 # Packages and data: the GPU image has PyTorch and the scientific stack but not nbval / ipykernel /
 # umap-learn, and no data sets. Run `bash benchmarks/gpu_prepare.sh` where the registries are first: it
 # puts wheels and data copies in the git-ignored benchmarks/out/. This script installs the wheels into
@@ -33,7 +33,7 @@
 # the 30 s the machine stays warm, with what is left of the 15 device minutes).
 # nbval runs the notebooks NBVAL_WORKERS (default 4) at a time with pytest-xdist where it is installed;
 # NBVAL_PATHS (default notebooks) picks notebooks, e.g. to rerun one that failed. THROUGHPUT_ARGS and
-# REPRODUCE_ARGS go to benchmarks/throughput.py and benchmarks/reproduce.py.
+# REPRODUCE_ARGS go to benchmarks/throughput.py and experiments/reproduce.py.
 # Dry run on a CPU, to test the script itself: GPU_CHECK_DRY=1 (CPU, collect-only nbval, tiny runs;
 # tests/test_gpu_check.py does this). GPU_CHECK_DEVICE=cpu runs the real phases on a CPU.
 set -u
@@ -126,7 +126,7 @@ for phase in $PHASES; do
       log "reproduce: resuming from the carried benchmarks/out/reproduce ($(ls "$OUT"/reproduce/*/seed*/metrics.json 2>/dev/null | wc -l) finished, $(ls "$OUT"/reproduce/*/seed*/checkpoints/*.ckpt 2>/dev/null | wc -l) checkpoints)"
     fi
     s=$(date +%s)
-    LTKD_PROGRESS=log timeout "$t" python3 benchmarks/reproduce.py $args ${REPRODUCE_ARGS:-} --out "$OUT/reproduce" \
+    LTKD_PROGRESS=log timeout "$t" python3 experiments/reproduce.py $args ${REPRODUCE_ARGS:-} --out "$OUT/reproduce" \
       --results "$OUT/reproduction.json" --no-page > "$OUT/reproduce.log" 2>&1  # a line per epoch in the log
     log "reproduce: rc=$? in $(( $(date +%s) - s ))s"
     grep -E "^  " "$OUT/reproduce.log" | tee -a "$OUT/summary.txt"
@@ -139,7 +139,7 @@ for f in sorted(pathlib.Path(sys.argv[1]).glob("*/seed*/metrics.json")):
           f"{sum(1 for h in m['history'] if h.get('stage') == 'stage1')} in {s1:.0f} s, run {m['seconds']:.0f} s, "
           f"{m['environment'].get('device_name')}")
 EOF
-    python3 benchmarks/reproduce.py --status --out "$OUT/reproduce" 2>&1 | grep -vE ": (finished|smoke), overall" \
+    python3 experiments/reproduce.py --status --out "$OUT/reproduce" 2>&1 | grep -vE ": (finished|smoke), overall" \
       | sed 's/^/  where: /' | tee -a "$OUT/summary.txt"  # runs cut off by the limit: epoch reached, s/epoch
     ;;
   *) log "unknown phase $phase (env nbval throughput reproduce)";;

@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_paths import cifar10_jpeg  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+from common import cifar10_jpeg  # noqa: E402  (experiments/common.py: where the CIFAR-10 JPEG copy is)
 
 ROOT = Path(__file__).resolve().parents[1]
 JPEG_COPY = cifar10_jpeg()  # $LTKD_CIFAR10_JPEG, ../shared/data/cifar10-jpeg or benchmarks/out/

@@ -41,7 +41,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_paths import cifar10_jpeg  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+from common import cifar10_jpeg  # noqa: E402  (experiments/common.py: where the CIFAR-10 JPEG copy is)
 from pipeline_speed import PILDataset, time_pipeline  # noqa: E402  (the lead's reference pipeline)
 
 from ltkd.data import ClassSampler, TensorLoader  # noqa: E402

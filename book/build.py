@@ -138,8 +138,8 @@ def prepare(dest: Path, student: bool, execute: str) -> Path:
     for extra in (ROOT / "notebooks").iterdir():  # data files a chapter reads, if any
         if extra.is_file() and extra.suffix != ".ipynb":
             shutil.copy2(extra, dest / "notebooks" / extra.name)
-    # chapters read result files as ../benchmarks/results/...: give the copy the same neighbour
-    (dest / "benchmarks").symlink_to(ROOT / "benchmarks", target_is_directory=True)
+    # chapters read result files as ../experiments/results/...: give the copy the same neighbour
+    (dest / "experiments").symlink_to(ROOT / "experiments", target_is_directory=True)
     _config(dest, execute, student)
     if student:
         print(f"student edition: removed {total} solution(s)")

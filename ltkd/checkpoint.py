@@ -163,6 +163,9 @@ def run_fingerprint(model: nn.Module, objective: nn.Module, data: ImageData, con
     resumes only a checkpoint whose fingerprint matches (device, threads and memory format may differ)."""
     shapes = repr(sorted((k, tuple(v.shape)) for k, v in model.state_dict().items()))
     labels = np.ascontiguousarray(torch.as_tensor(data.labels).cpu().numpy().astype(np.int64))
+    cfg = json.loads(json.dumps(dataclasses.asdict(config)))
+    if not cfg.get("option_defaults"):  # none: the fingerprint of a run before configs had them
+        cfg.pop("option_defaults", None)
     fp = {
         "data_content": data_digest(data),
         "run": desc,
@@ -172,7 +175,7 @@ def run_fingerprint(model: nn.Module, objective: nn.Module, data: ImageData, con
         "seed": int(seed),
         "trainable": trainable,
         "bn": bn,
-        "config": json.loads(json.dumps(dataclasses.asdict(config))),
+        "config": cfg,
     }
     if identity:
         fp.update(json.loads(json.dumps(identity, default=str)))

@@ -1,4 +1,6 @@
-"""The ``ltkd`` command: ``ltkd train``, ``ltkd datasets``, ``ltkd methods``.
+"""The ``ltkd`` command: ``ltkd train``, ``ltkd distill``, ``ltkd datasets``, ``ltkd methods``, ``ltkd models``.
+
+Every sub-command's parser is here; the work is in :mod:`ltkd.experiment` (``run``, ``distill``).
 
 Bad input prints one line, ``ltkd: error: ...``, and exits with status 2.
 """
@@ -6,9 +8,12 @@ Bad input prints one line, ``ltkd: error: ...``, and exits with status 2.
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import json
 import math
 import sys
+from pathlib import Path
 
 from .errors import LtkdError, one_line
 from .profiles import PROFILES
@@ -79,45 +84,70 @@ def _summary(m: dict) -> str:
     return "\n".join(lines)
 
 
-def _add_run_args(p: argparse.ArgumentParser) -> None:
+# the method options that have a flag of their own besides --set, per sub-command: flag -> option name
+TRAIN_FLAGS = {"--fusion-ratio": "fusion_ratio"}
+DISTILL_FLAGS = {"--T": "T", "--alpha": "alpha", "--beta": "beta", "--warmup": "warmup", "--eta": "eta",
+                 "--fraction": "fraction"}  # fmt: skip
+
+
+def _add_common(p: argparse.ArgumentParser, *, imbalance: float, out: str, flags: dict[str, str]) -> None:
+    """The arguments ``ltkd train`` and ``ltkd distill`` share: data, schedule, output, method options."""
+    from .methods import OPTIONS
+
     p.add_argument("--dataset", default="digits", help="digits | fashion-mnist | cifar10 | cifar100 | PATH")
-    p.add_argument("--imbalance", type=_imbalance, default=100.0, help="imbalance factor n_max/n_min (1 = balanced)")
+    p.add_argument("--imbalance", type=_imbalance, default=imbalance,
+                   help=f"imbalance factor n_max/n_min (1 = balanced; default {imbalance:g})")  # fmt: skip
     p.add_argument("--lt-profile", default="exp", choices=["exp", "step"])
-    p.add_argument("--model", default=None, help="model name (default: the profile's)")
     p.add_argument("--epochs", type=_positive_int, default=None, help="stage-1 epochs (default: the profile's)")
     p.add_argument("--seed", type=_seed, default=0, help="0 to 2**63 - 1")
-    p.add_argument("--profile", default=None, choices=list(PROFILES), help="default: $LTKD_PROFILE or quick")
+    p.add_argument("--profile", default=None, choices=list(PROFILES),
+                   help="default: $LTKD_PROFILE or quick; `paper` is the long-tailed CIFAR recipe (200 epochs), "
+                        "`kd-paper` the KD papers' CIFAR-100 one (240 epochs, batch 64, lr 0.05)")  # fmt: skip
     p.add_argument("--device", default=None, help="cpu | cuda | mps (default: $LTKD_DEVICE, else the best there is)")
-    p.add_argument("--out", type=_out, default="runs/latest", help="output folder for metrics.json and model.pt")
-    p.add_argument("--fusion-ratio", type=float, default=None, help="H2T: fraction of channels fused (default 0.25)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="options",
-                   help="a method option, e.g. --set gcl_eps=0.25 (repeatable; `ltkd methods` lists them)")
-    _add_eval_every(p)
-    _add_resume_unfingerprinted(p)
-    p.add_argument("--json", action="store_true", help="print metrics.json instead of the table")
-
-
-def _add_resume_unfingerprinted(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=_out, default=out, help=f"output folder for metrics.json and model.pt (default {out})")
     p.add_argument("--resume-unfingerprinted", action="store_true",
                    help="resume checkpoints in OUT/checkpoints that do not record the run (or the data) that wrote "
                         "them, from an older ltkd: you vouch they are this run's (without it they are refused)")
-
-
-def _add_eval_every(p: argparse.ArgumentParser) -> None:
+    for flag, key in flags.items():
+        p.add_argument(flag, dest=f"flag_{key}", default=None, metavar="X", help=f"{OPTIONS[key].help} (= --set {key}=X)")
+    p.add_argument("--import", action="append", default=[], metavar="MODULE", dest="imports",
+                   help="a method file of your own (path/to/file.py or a module name), imported first: its recipes "
+                        "and options join ltkd's (repeatable)")  # fmt: skip
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="options",
+                   help="a method option, e.g. --set gcl_eps=0.25 (repeatable; `ltkd methods` lists them)")
     p.add_argument("--eval-every", type=_nonnegative_int, default=0, metavar="N",
                    help="also test every N epochs (and at each stage's end) into the log: a learning curve "
-                        "and the best evaluated epoch (default 0: off)")
+                        "and the best evaluated epoch (default 0: off)")  # fmt: skip
+    p.add_argument("--json", action="store_true", help="print metrics.json instead of the table")
+    p.set_defaults(flags=flags)
 
 
 def _options(args) -> dict:
-    from .methods import parse_option
+    """``--set KEY=VALUE`` and the option flags, each checked (a flag wins over ``--set`` of the same option)."""
+    from .methods import check_option, parse_option
 
-    opts = dict(parse_option(text) for text in getattr(args, "options", None) or [])
-    if getattr(args, "fusion_ratio", None) is not None:
-        opts["fusion_ratio"] = args.fusion_ratio
-    if "fusion_ratio" in opts and not 0 <= opts["fusion_ratio"] <= 1:
-        raise LtkdError(f"--fusion-ratio must be in [0, 1], got {opts['fusion_ratio']}")
+    opts = dict(parse_option(text) for text in args.options)
+    for flag, key in args.flags.items():
+        if getattr(args, f"flag_{key}") is not None:
+            opts[key] = check_option(key, getattr(args, f"flag_{key}"), flag)
     return opts
+
+
+def _report(metrics: dict, out: str, json_out: bool) -> int:
+    from .distributed import is_main
+
+    if not is_main():  # under torchrun: rank 0 writes and reports
+        return 0
+    if json_out:
+        print(json.dumps({k: v for k, v in metrics.items() if k != "history"}, indent=2))
+        return 0
+    t = metrics.get("teacher")
+    if t is not None:
+        print(f"teacher {t['model']}: test {100 * t['overall']:.1f} %, balanced {100 * t['balanced']:.1f} %, "
+              f"training-set error {100 * t['train_error']:.1f} %  ({t['source']})")  # fmt: skip
+    print(_summary(metrics))
+    print(f"  wrote {out}/metrics.json and {out}/model.pt")
+    return 0
 
 
 def cmd_train(args) -> int:
@@ -129,16 +159,19 @@ def cmd_train(args) -> int:
         options=_options(args), lt_profile=args.lt_profile, eval_every=args.eval_every,
         resume_unfingerprinted=args.resume_unfingerprinted,
     )  # fmt: skip
-    from .distributed import is_main
+    return _report(metrics, args.out, args.json)
 
-    if not is_main():  # under torchrun: rank 0 writes and reports
-        return 0
-    if args.json:
-        print(json.dumps({k: v for k, v in metrics.items() if k != "history"}, indent=2))
-    else:
-        print(_summary(metrics))
-        print(f"  wrote {args.out}/metrics.json and {args.out}/model.pt")
-    return 0
+
+def cmd_distill(args) -> int:
+    from .experiment import distill
+
+    metrics, _ = distill(
+        method=args.method, teacher=args.teacher, student=args.student, dataset=args.dataset,
+        imbalance=args.imbalance, lt_profile=args.lt_profile, epochs=args.epochs, teacher_epochs=args.teacher_epochs,
+        seed=args.seed, profile=args.profile, out=args.out, device=args.device, options=_options(args),
+        eval_every=args.eval_every, resume_unfingerprinted=args.resume_unfingerprinted,
+    )  # fmt: skip
+    return _report(metrics, args.out, args.json)
 
 
 def cmd_datasets(args) -> int:
@@ -152,45 +185,76 @@ def cmd_datasets(args) -> int:
 
 
 def cmd_methods(args) -> int:
-    from .methods import METHODS, _load_all
+    from .methods import METHODS, OPTIONS
 
-    _load_all()
     w = max(map(len, METHODS))
     for name in sorted(METHODS):
         print(f"{name:<{w}}  {METHODS[name].description}")
-    from .methods import OPTIONS
-
-    print("\noptions (ltkd train --set KEY=VALUE; defaults in brackets):")
+    print("\noptions (ltkd train --set KEY=VALUE): what each takes, and its default where it has one of its own")
     w = max(map(len, OPTIONS))
-    for key, (values, text) in OPTIONS.items():
-        kind = "number" if values == "number" else " | ".join(values)
-        print(f"  {key:<{w}}  {text}  [{kind}]")
+    for key, o in OPTIONS.items():
+        kind = f"number {o.span()}".strip() if o.kind == "number" else " | ".join(o.kind)
+        default = "" if o.default is None else f"; default {o.default:g}" if o.kind == "number" else f"; default {o.default}"
+        print(f"  {key:<{w}}  {o.help}  [{kind}{default}]")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .experiment import teacher_methods
+
     p = _Parser(prog="ltkd", description="Long-tailed recognition and knowledge distillation, the book's helper.")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
     t = sub.add_parser("train", help="train a method and write metrics.json")
     t.add_argument("--method", default="ce", help="ce | crt | ... (see `ltkd methods`)")
-    _add_run_args(t)
+    t.add_argument("--model", default=None, help="model name (default: the profile's; `ltkd models` lists them)")
+    _add_common(t, imbalance=100.0, out="runs/latest", flags=TRAIN_FLAGS)
     t.set_defaults(func=cmd_train)
+    d = sub.add_parser("distill", help=f"distil a teacher into a student ({', '.join(teacher_methods())})")
+    d.add_argument("--teacher", required=True, help="PATH to an ltkd checkpoint (model.pt) or a MODEL name to train "
+                   "with CE first (quick profile unless --profile)")  # fmt: skip
+    d.add_argument("--student", default=None,
+                   help="student model name (default cnn6x0.5; resnet8x4 with --profile kd-paper)")
+    d.add_argument("--method", default="kd", choices=teacher_methods())
+    d.add_argument("--teacher-epochs", type=_positive_int, default=None, help="epochs when training the teacher")
+    _add_common(d, imbalance=1.0, out="runs/distill", flags=DISTILL_FLAGS)
+    d.set_defaults(func=cmd_distill)
     sub.add_parser("datasets", help="list data sources and whether they are here").set_defaults(func=cmd_datasets)
-    sub.add_parser("methods", help="list methods").set_defaults(func=cmd_methods)
-    for hook in _EXTRA_COMMANDS:
-        hook(sub)
+    sub.add_parser("methods", help="list methods and their options").set_defaults(func=cmd_methods)
+    sub.add_parser("models", help="list models").set_defaults(func=cmd_models)
     return p
 
 
-# Method files add sub-commands (e.g. `ltkd distill`) by appending a function(sub) here.
-_EXTRA_COMMANDS: list = []
+def cmd_models(args) -> int:
+    from .models import MODELS
+
+    print("\n".join(MODELS))
+    return 0
+
+
+def import_methods(argv: list[str]) -> None:
+    """Import the ``--import MODULE`` arguments of ``argv`` (before the parsers are built, so that their recipes
+    are among ``ltkd distill --method``'s choices): a path to a ``.py`` file, or a module name."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--import", action="append", default=[], dest="imports")
+    for name in pre.parse_known_args(argv)[0].imports:
+        path = Path(name)
+        try:
+            if path.suffix == ".py":
+                if not path.is_file():
+                    raise LtkdError(f"--import {name}: no such file")
+                spec = importlib.util.spec_from_file_location(path.stem, path)
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[path.stem] = module
+                spec.loader.exec_module(module)
+            else:
+                importlib.import_module(name)
+        except ImportError as e:
+            raise LtkdError(f"--import {name}: {e}") from e
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        from . import methods
-
-        methods._load_all()
+        import_methods(sys.argv[1:] if argv is None else argv)
         parser = build_parser()
         try:
             args = parser.parse_args(argv)
@@ -209,8 +273,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    # `python -m ltkd.cli`: run the importable module's main, whose _EXTRA_COMMANDS the method files fill
-    # (this file, run as __main__, is a second copy of the module that they never see)
-    from ltkd.cli import main as _main
-
-    sys.exit(_main())
+    sys.exit(main())

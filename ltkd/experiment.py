@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import os
 import platform
 import tempfile
@@ -18,19 +19,21 @@ from typing import Any
 import torch
 from torch import nn
 
-from .checkpoint import claim_checkpoints, module_digest, remove_checkpoints, save_model, write_json
+from .checkpoint import claim_checkpoints, load_model_state, module_digest, remove_checkpoints, save_model, write_json
 from .data import ImageData, load, long_tail
 from .device import get_device
 from .distributed import is_main
 from .errors import LtkdError, first_line
-from .methods import Context, Recipe, check_options, get_method, stage_config
+from .methods import METHODS, Context, Recipe, check_options, get_method, stage_config
+from .methods.distill import load_teacher, training_error
 from .metrics import accuracy_report, count_flops, count_params
 from .models import MODELS, build_model, set_head
 from .profiles import Profile, get_profile
 from .train import fit, predict
 
-__all__ = ["run", "run_stages", "prepare_data", "evaluate", "best_evaluated", "environment", "check_output_folder",
-           "check_seed", "checkpoint_names"]
+__all__ = ["run", "run_stages", "distill", "train_teacher", "prepare_data", "evaluate", "best_evaluated",
+           "environment", "check_output_folder", "check_seed", "checkpoint_names"]
+
 
 SEED_MAX = 2**63 - 1  # torch takes seeds < 2**64; a stage adds 1000 per stage index, a DDP rank 7919 per rank
 
@@ -71,6 +74,12 @@ def check_output_folder(out: str | os.PathLike) -> Path:
         if f.exists() and f.is_dir() != want_dir:
             raise LtkdError(f"output folder {p}: {f} is a {'file' if want_dir else 'folder'}; move it away")
     return p
+
+
+def checkpoint_names(recipe: Recipe) -> list[str]:
+    """The checkpoint files a run of ``recipe`` owns in ``OUT/checkpoints``: ``STAGE.ckpt`` per stage. It writes,
+    resumes and at its end deletes these and no others."""
+    return [f"{stage.name}.ckpt" for stage in recipe.stages]
 
 
 def prepare_data(dataset: str = "digits", imbalance: float = 100, lt_profile: str = "exp",
@@ -118,7 +127,7 @@ def run_stages(
     options = check_options(options, recipe.options)  # a recipe of your own declares the keys it reads in .options
     if checkpoint_dir:
         claim_checkpoints(checkpoint_dir, checkpoint_names(recipe), recipe.name)
-    ctx = Context(train=train, profile=profile, device=dev, seed=seed, options=dict(options or {}))
+    ctx = Context(train=train, profile=profile, device=dev, seed=seed, options=options)
     logs: list[dict] = []
     for i, stage in enumerate(recipe.stages):
         if i < skip:
@@ -137,12 +146,6 @@ def run_stages(
                    resume_unfingerprinted=resume_unfingerprinted)  # fmt: skip
         logs += [{"stage": stage.name, **row} for row in hist]
     return logs
-
-
-def checkpoint_names(recipe: Recipe) -> list[str]:
-    """The checkpoint files a run of ``recipe`` owns in ``OUT/checkpoints``: ``STAGE.ckpt`` per stage. It writes,
-    resumes and at its end deletes these and no others."""
-    return [f"{stage.name}.ckpt" for stage in recipe.stages]
 
 
 def _identity(options: dict) -> dict:
@@ -233,6 +236,7 @@ def run(
     data: tuple[ImageData, ImageData] | None = None,
     stage1_state: dict | None = None,
     eval_every: int = 0,
+    extra: dict[str, Any] | None = None,
     resume_unfingerprinted: bool = False,
 ) -> tuple[dict, nn.Module]:
     """Train ``method`` on ``dataset``-LT and return ``(metrics, model)``.
@@ -243,43 +247,25 @@ def run(
     CE model a notebook already trained. ``eval_every`` = N > 0 evaluates the test set every N
     epochs of each stage (and at its last) into the per-epoch log, and adds ``best_evaluated``
     (see :func:`run_stages` and :func:`best_evaluated`); the headline numbers stay the last epoch's.
-
-    The run owns the checkpoints its recipe names (:func:`checkpoint_names`): it refuses to start when
-    ``out/checkpoints`` holds any other file (another run's, or unknown), and at its end deletes its own only.
-    A checkpoint that does not record its run (or its data) is resumed only with ``resume_unfingerprinted``.
-    ``out`` is checked before any data are read (:func:`check_output_folder`).
+    ``extra``: more entries for the metrics (:func:`distill`'s ``teacher``).
+    The run owns (and deletes) only the checkpoints its recipe names (:func:`checkpoint_names`); see :func:`fit`.
     """
     t0 = time.perf_counter()
     recipe = get_method(method)
     if model is not None and model not in MODELS:
         raise LtkdError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
-    check_seed(seed)
-    options = check_options(options, recipe.options)
-    outdir = check_output_folder(out) if out is not None else None  # before any data are read or trained on
-    if outdir:
-        claim_checkpoints(outdir / "checkpoints", checkpoint_names(recipe), recipe.name)
+    options, outdir = _check_run(recipe, seed, options, out)  # before any data are read or trained on
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
-    train, test = data if data is not None else prepare_data(dataset, imbalance, lt_profile)
-    for split, d in (("training", train), ("test", test)):
-        if len(d) == 0:
-            raise LtkdError(f"the {split} split of {d.name} has no images; nothing to "
-                            f"{'train on' if split == 'training' else 'test on'}")  # fmt: skip
-    prof = prof.for_dataset(train.name)
-    if epochs is not None:
-        prof = prof.with_epochs(epochs)
+    train, test = _check_splits(*(data if data is not None else prepare_data(dataset, imbalance, lt_profile)))
+    prof = prof.for_dataset(train.name).with_epochs(epochs) if epochs is not None else prof.for_dataset(train.name)
     dev = get_device(device)
     model_name = model or prof.model
     torch.manual_seed(seed)
     net = build_model(model_name, train.num_classes, train.in_channels, head=recipe.head)
-    skip = 0
     if stage1_state is not None:
         net.load_state_dict(stage1_state)
-        skip = 1
-    if outdir:
-        try:
-            outdir.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise LtkdError(f"cannot make output folder {outdir} ({first_line(e)})") from e
+    skip = 0 if stage1_state is None else 1
+    _make_folder(outdir)
     logs = run_stages(recipe, net, train, prof, seed=seed, device=dev, options=options, skip=skip,
                       progress=progress, checkpoint_dir=outdir / "checkpoints" if outdir else None,
                       test=test, eval_every=eval_every, resume_unfingerprinted=resume_unfingerprinted)  # fmt: skip
@@ -309,16 +295,164 @@ def run(
         "eval_every": eval_every,
         "best_evaluated": best_evaluated(logs),  # test-set selection, as published numbers; None if not evaluated
         "history": logs,
+        **(extra or {}),
     }
     if outdir and is_main():  # under torchrun only rank 0 writes (every rank holds the same model)
-        save_model(net, outdir / "model.pt", arch=model_name, num_classes=train.num_classes,
-                   in_channels=train.in_channels, head=type(net.head).__name__, method=method,
-                   dataset=train.name, image_size=[int(v) for v in train.images.shape[2:]])  # fmt: skip
-        write_json(outdir / "metrics.json", metrics)
-        remove_checkpoints(outdir / "checkpoints", checkpoint_names(recipe))  # this run's; never another's
+        _write_run(outdir, net, metrics, train, checkpoint_names(recipe))
     return metrics, net
+
+
+def _check_run(recipe: Recipe, seed: int, options: dict | None, out) -> tuple[dict, Path | None]:
+    """:func:`run`'s arguments checked before any data are read: the seed, the options, the output folder (and that
+    its checkpoints folder holds nothing but this recipe's checkpoints). Returns (options, output folder)."""
+    check_seed(seed)
+    options = check_options(options, recipe.options)
+    outdir = check_output_folder(out) if out is not None else None
+    if outdir:
+        claim_checkpoints(outdir / "checkpoints", checkpoint_names(recipe), recipe.name)
+    return options, outdir
+
+
+def _check_splits(train: ImageData, test: ImageData) -> tuple[ImageData, ImageData]:
+    for split, d in (("training", train), ("test", test)):
+        if len(d) == 0:
+            raise LtkdError(f"the {split} split of {d.name} has no images; nothing to "
+                            f"{'train on' if split == 'training' else 'test on'}")  # fmt: skip
+    return train, test
+
+
+def _make_folder(outdir: Path | None) -> None:
+    if outdir:
+        try:
+            outdir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise LtkdError(f"cannot make output folder {outdir} ({first_line(e)})") from e
+
+
+def _write_run(outdir: Path, net: nn.Module, metrics: dict, train: ImageData, owned: list[str]) -> None:
+    """``model.pt`` (with what rebuilds it) and ``metrics.json``; the finished run's checkpoints (``owned``) go,
+    and no other file."""
+    save_model(net, outdir / "model.pt", arch=metrics["model"], num_classes=train.num_classes,
+               in_channels=train.in_channels, head=type(net.head).__name__, method=metrics["method"],
+               dataset=train.name, image_size=[int(v) for v in train.images.shape[2:]])  # fmt: skip
+    write_json(outdir / "metrics.json", metrics)
+    remove_checkpoints(outdir / "checkpoints", owned)  # this run's; never another's
 
 
 def clone_state(model: nn.Module) -> dict:
     """A detached copy of a model's state dict (to reuse a stage-1 model for several stage 2s)."""
     return copy.deepcopy(model.state_dict())
+
+
+# --------------------------------------------------------------------------------------
+# Distillation: a teacher (loaded, trained here, or reused), then a student under a teacher recipe
+# --------------------------------------------------------------------------------------
+def train_teacher(model: str, data, profile=None, epochs: int | None = None, seed: int = 0, method: str = "ce",
+                  device=None, out=None, progress: bool | str | None = None,
+                  resume_unfingerprinted: bool = False) -> tuple[nn.Module, dict]:  # fmt: skip
+    """Train a teacher with ``method`` (default CE) on ``data`` = (train, test); return (model, metrics)."""
+    metrics, net = run(method=method, dataset=data[0].name, imbalance=data[0].meta.get("imbalance", 1), model=model,
+                       epochs=epochs, seed=seed, profile=profile, out=out, device=device, data=data,
+                       progress=progress, resume_unfingerprinted=resume_unfingerprinted)  # fmt: skip
+    return net.eval(), metrics
+
+
+def teacher_methods() -> list[str]:
+    """The recipes that distil a teacher (``Recipe.teacher``): what :func:`distill` runs."""
+    return [name for name, r in METHODS.items() if r.teacher]
+
+
+def distill(
+    method: str = "kd",
+    teacher: str | os.PathLike = "cnn6",
+    student: str | None = None,
+    dataset: str = "digits",
+    imbalance: float = 1.0,
+    lt_profile: str = "exp",
+    epochs: int | None = None,
+    teacher_epochs: int | None = None,
+    seed: int = 0,
+    profile: str | Profile | None = None,
+    out: str | os.PathLike = "runs/distill",
+    device: str | None = None,
+    options: dict[str, Any] | None = None,
+    eval_every: int = 0,
+    progress: bool | str | None = None,
+    resume_unfingerprinted: bool = False,
+) -> tuple[dict, nn.Module]:
+    """``ltkd distill``: a teacher, then a student trained under the teacher recipe ``method``; ``(metrics, student)``.
+
+    ``teacher``: an ``ltkd`` checkpoint file, or a model name trained here with CE (into ``out/teacher``; a teacher
+    an earlier call finished there with the same settings is reused). ``student``: a model name (default: the
+    profile's ``extra["student"]``, else ``cnn6x0.5``). ``out/metrics.json`` gets the teacher's report too."""
+    if method not in teacher_methods():
+        raise LtkdError(f"unknown distillation method {method!r}; choose one of {', '.join(teacher_methods())}")
+    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    student = student or prof.extra.get("student", "cnn6x0.5")
+    if student not in MODELS:
+        raise LtkdError(f"unknown student model {student!r}; choose one of {', '.join(MODELS)}")
+    options = check_options(options, get_method(method).options)  # checked before any training
+    check_seed(seed)
+    outdir = check_output_folder(out)
+    claim_checkpoints(outdir / "checkpoints", checkpoint_names(get_method(method)), method)  # before a teacher trains
+    t0 = time.perf_counter()
+    dev = get_device(device)
+    train, test = prepare_data(dataset, imbalance, lt_profile)
+    net, arch, source = _teacher_for(teacher, (train, test), prof, teacher_epochs, seed, dev, outdir / "teacher",
+                                     resume_unfingerprinted)  # fmt: skip
+    report = {"model": arch, **_teacher_report(net, train, test, dev, source, time.perf_counter() - t0)}
+    return run(method=method, dataset=dataset, imbalance=imbalance, model=student, epochs=epochs, seed=seed,
+               profile=prof, out=out, device=device, options={"teacher": net, **options}, lt_profile=lt_profile,
+               data=(train, test), eval_every=eval_every, progress=progress, extra={"teacher": report},
+               resume_unfingerprinted=resume_unfingerprinted)  # fmt: skip
+
+
+def _teacher_for(teacher: str | os.PathLike, data, prof: Profile, epochs: int | None, seed: int, dev, folder: Path,
+                 resume_unfingerprinted: bool = False):  # fmt: skip
+    """``(model, architecture, where it came from)`` for :func:`distill`'s ``teacher``."""
+    train, test = data
+    if Path(teacher).is_file():
+        net = load_teacher(teacher, train.num_classes, train.in_channels, dev, train.images.shape[2:])
+        return net, load_model_state(teacher).get("arch"), f"checkpoint {teacher}"
+    if str(teacher) not in MODELS:
+        raise LtkdError(f"--teacher {str(teacher)!r} is neither a checkpoint file nor a model name "
+                        f"({', '.join(MODELS)})")  # fmt: skip
+    net = _finished_teacher(folder, str(teacher), train, prof, epochs, seed, dev)
+    if net is not None:
+        return net, str(teacher), (f"trained here by an earlier run of this command: ce, {teacher}, profile "
+                                   f"{prof.name}, seed {seed} ({folder}/model.pt, reused)")  # fmt: skip
+    net, _ = train_teacher(str(teacher), data, prof, epochs, seed, device=dev, out=folder,
+                           resume_unfingerprinted=resume_unfingerprinted)  # fmt: skip
+    return net, str(teacher), f"trained here: ce, {teacher}, profile {prof.name}, seed {seed} ({folder})"
+
+
+def _teacher_report(teacher: nn.Module, train, test, dev, source: str, seconds: float) -> dict[str, Any]:
+    rep = evaluate(teacher, test, train.counts, dev)
+    return {
+        **{k: rep[k] for k in ("overall", "balanced", "many", "medium", "few", "head", "middle", "tail", "per_class")},
+        "train_error": training_error(teacher, train, dev),
+        "params": count_params(teacher),
+        "source": source,
+        "seconds": round(seconds, 2),
+    }
+
+
+def _finished_teacher(folder: Path, model: str, train, profile, epochs: int | None, seed: int, device):
+    """The teacher an earlier ``ltkd distill --teacher MODEL --out OUT`` finished in ``OUT/teacher``, if it was
+    trained exactly as this command would train it (CE, model, data, profile, epochs, seed); else ``None``.
+    A distillation interrupted while the student trained thus resumes the student under the same teacher
+    instead of training the teacher again (on a GPU a second training would not even give the same weights)."""
+    mfile, pt = folder / "metrics.json", folder / "model.pt"
+    if not (mfile.is_file() and pt.is_file()):
+        return None
+    try:
+        m = json.loads(mfile.read_text())
+    except (OSError, ValueError):
+        return None
+    prof = profile.for_dataset(train.name)
+    prof = prof.with_epochs(epochs) if epochs is not None else prof
+    want = {"method": "ce", "model": model, "dataset": train.name, "seed": seed, "profile": prof.name,
+            "train_counts": [int(c) for c in train.counts], "epochs": prof.stage1.epochs}  # fmt: skip
+    if any(m.get(k) != v for k, v in want.items()):
+        return None
+    return load_teacher(pt, train.num_classes, train.in_channels, device, train.images.shape[2:])

@@ -12,13 +12,15 @@ Every model has the same three parts, so every method can reach the piece it nee
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .errors import LtkdError
 
-__all__ = ["LinearHead", "CosineHead", "ResNet", "ConvNet", "MODELS", "build_model", "set_head", "make_head"]
+__all__ = ["LinearHead", "CosineHead", "ResNet", "ConvNet", "MODELS", "build_model", "register_model", "set_head", "make_head"]
 
 
 # --------------------------------------------------------------------------------------
@@ -177,6 +179,15 @@ MODELS = {
     "resnet8x4": lambda **k: ResNet(8, widths=(32, 64, 128, 256), **k),
     "resnet32x4": lambda **k: ResNet(32, widths=(32, 64, 128, 256), **k),
 }
+
+
+def register_model(name: str, builder: Callable[..., nn.Module]) -> None:
+    """Make ``name`` a model :func:`build_model`, ``ltkd train --model`` and ``ltkd distill --student`` know:
+    ``builder(num_classes=..., in_channels=..., head=...)`` returns it (the networks of the compact-network
+    chapters register themselves in their method files, ``ltkd.methods.tissuenet`` and ``.binary_stack``)."""
+    if name in MODELS and MODELS[name] is not builder:
+        raise LtkdError(f"model {name!r} is registered twice")
+    MODELS[name] = builder
 
 
 def build_model(name: str, num_classes: int = 10, in_channels: int = 3, head: str = "linear") -> nn.Module:

@@ -34,7 +34,10 @@ class TrainConfig:
     schedule: str = "cosine"  # "cosine" | "step" | "constant"
     milestones: tuple[int, ...] = ()
     gamma: float = 0.1
-    mixup: float = 0.0  # Beta(α, α) mixup; 0 = off
+    mixup: float = 0.0  # Beta(α, α) mixup for every LossObjective of the stage; 0 = off
+    # defaults this profile gives method options read in this stage (ltkd.methods.Option: a method's
+    # published setting that differs from the quick runs', e.g. GCL's stage-1 mixup); the user's options win
+    option_defaults: dict = field(default_factory=dict, hash=False)
 
     def replace(self, **kw) -> TrainConfig:
         return replace(self, **kw)
@@ -99,8 +102,10 @@ PROFILES = {
         stage1=TrainConfig(
             epochs=200, batch_size=128, lr=0.1, weight_decay=2e-4, warmup_epochs=5,
             schedule="step", milestones=(160, 180), gamma=0.1,
+            option_defaults={"gcl_mixup": 1.0, "h2t_mixup": 1.0},  # GCL's and H2T's published stage 1: mixup α = 1
         ),  # fmt: skip
-        stage2=TrainConfig(epochs=10, batch_size=128, lr=0.02, weight_decay=2e-4, warmup_epochs=0, schedule="cosine"),
+        stage2=TrainConfig(epochs=10, batch_size=128, lr=0.02, weight_decay=2e-4, warmup_epochs=0, schedule="cosine",
+                           option_defaults={"h2t_bn": "train"}),  # H2T's published stage 2: BN statistics update
         notes="the CIFAR-LT recipe (Cao et al. 2019; GCL; H2T): ResNet-32, 200 epochs, for a GPU",
     ),
     "kd-paper": Profile(

@@ -179,15 +179,16 @@ def _step(model: nn.Module, objective: Objective, compile: bool | str | None, de
                                    find_unused_parameters=env_flag("LTKD_DDP_FIND_UNUSED", False))  # fmt: skip
 
 
-def _resume(path: Path, fingerprint: dict, model, opt, sched, gen, loader: TensorLoader, dev, objective,
-            epochs: int, resume_unfingerprinted: bool = False) -> dict:  # fmt: skip
+def _resume(path: Path | None, fingerprint: dict | None, parts: tuple, config: TrainConfig,
+            resume_unfingerprinted: bool = False) -> dict:  # fmt: skip
     """Load the checkpoint at ``path``, if there is one, into this run (refused if another run wrote it, or if it
     cannot show which run did and the user has not vouched for it: :func:`ltkd.checkpoint.check_resumable`);
     return it (``{}``: none, start afresh)."""
-    if not path.is_file():
+    if path is None or fingerprint is None or not path.is_file():
         return {}
+    model, opt, sched, gen, loader, dev, objective = parts
     ck = read_checkpoint(path, dev)
-    check_resumable(path, ck, fingerprint, epochs, resume_unfingerprinted)
+    check_resumable(path, ck, fingerprint, config.epochs, resume_unfingerprinted)
     try:
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
@@ -273,10 +274,9 @@ def fit(
       (its default) keeps backbone BatchNorm statistics fixed, ``bn="train"`` lets them update (H2T's stage 2).
     * ``checkpoint``: written atomically after every epoch; if it exists when ``fit`` starts, training
       resumes from it (model, optimiser, schedule and every random stream, :func:`ltkd.checkpoint.rng_state`).
-      It records the run's fingerprint (:func:`run_fingerprint`: ``desc``, objective, model, data, seed,
-      config and ``identity``, e.g. the method's options, and a digest of the data's pixels and labels); another
-      run's checkpoint raises ``LtkdError``, and so does one that records no fingerprint (or no data digest)
-      unless ``resume_unfingerprinted`` (the user says it is this run's).
+      It records the run (:func:`run_fingerprint`: ``desc``, objective, model, data and its content, seed, config,
+      ``identity``); another run's checkpoint, or one that cannot show whose it is (unless ``resume_unfingerprinted``),
+      raises ``LtkdError`` (:func:`ltkd.checkpoint.check_resumable`).
     * ``progress``: a bar, one line per epoch (``"log"``) or nothing; ``None`` asks ``$LTKD_PROGRESS``;
       ``on_epoch_end(epoch, row)`` is called after each epoch, before its checkpoint (it may add to ``row``).
     * Mixed precision (bf16 autocast) on CUDA. Fast path: ``channels_last`` (``None``: on for CPU and CUDA),
@@ -299,8 +299,7 @@ def fit(
     ck_path = Path(checkpoint) if checkpoint else None
     fingerprint = run_fingerprint(model, objective, data, config, seed=seed, trainable=trainable, bn=bn, desc=desc,
                                   identity=identity) if ck_path is not None else None  # fmt: skip
-    ck = _resume(ck_path, fingerprint, model, opt, sched, gen, loader, dev, objective, config.epochs,
-                 resume_unfingerprinted) if fingerprint else {}  # fmt: skip
+    ck = _resume(ck_path, fingerprint, (model, opt, sched, gen, loader, dev, objective), config, resume_unfingerprinted)
     history, start = list(ck.get("history_rows", [])), int(ck.get("epoch", 0))
     step = _step(model, objective, compile, dev)
     bar = epoch_progress(config.epochs, desc, progress_mode(progress) if D.rank() == 0 else None, initial=start)
@@ -318,10 +317,9 @@ def fit(
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1, row)
             if ck_path is not None and D.rank() == 0:
-                state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                         **rng_state(gen, loader.aug_generator, dev, objective), "fingerprint": fingerprint,
-                         "epoch": epoch + 1, "history_rows": history}  # fmt: skip
-                save_checkpoint(ck_path, state)
+                save_checkpoint(ck_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                          "scheduler": sched.state_dict(), "fingerprint": fingerprint, "epoch": epoch + 1,
+                                          **rng_state(gen, loader.aug_generator, dev, objective), "history_rows": history})
     finally:
         bar.close()
         for p, flag in saved_flags.items():
@@ -333,8 +331,6 @@ def fit(
 @torch.no_grad()
 def _batches(fn, model: nn.Module, data: ImageData, device=None, batch_size: int | None = None,
              distributed: bool = False) -> torch.Tensor:  # fmt: skip
-    from . import distributed as D
-
     dev = get_device(device)
     if batch_size is None:  # large batches where memory is plentiful and launches are the cost
         batch_size = 4096 if dev.type == "cuda" else 1024

@@ -116,14 +116,15 @@ def test_cli_set_passes_method_options_to_the_run(tmp_path):
 
 
 def test_every_option_a_method_reads_is_documented_and_every_documented_one_is_read():
-    """ltkd.methods.OPTIONS (what `ltkd methods` lists and --set accepts) matches the keys the code reads."""
+    """ltkd.methods.OPTIONS (what the method files declare, `ltkd methods` lists and --set accepts) matches the keys
+    the code reads."""
     import re
     from pathlib import Path
 
     from ltkd.methods import OPTIONS
 
     src = "\n".join(p.read_text() for p in (Path(__file__).parents[1] / "ltkd" / "methods").glob("*.py"))
-    read = set(re.findall(r'_opt\(ctx, "(\w+)"', src)) | set(re.findall(r'options(?:\.get\(|\[)"(\w+)"', src))
+    read = set(re.findall(r'ctx\.option\("(\w+)"', src)) | set(re.findall(r'options(?:\.get\(|\[)"(\w+)"', src))
     read.discard("teacher")  # a model object: Python API or `ltkd distill --teacher`
     assert read == set(OPTIONS), (sorted(read - set(OPTIONS)), sorted(set(OPTIONS) - read))
 

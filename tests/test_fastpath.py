@@ -97,7 +97,7 @@ def _reproduce_module():
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "reproduce.py"
+    path = Path(__file__).resolve().parents[1] / "experiments" / "reproduce.py"
     spec = importlib.util.spec_from_file_location("ltkd_reproduce", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -105,7 +105,7 @@ def _reproduce_module():
 
 
 def test_reproduction_results_keep_only_finished_paper_runs(tmp_path):
-    """benchmarks/reproduce.py: smoke runs and shortened runs never reach the results file."""
+    """experiments/reproduce.py: smoke runs and shortened runs never reach the results file."""
     import json
 
     rep = _reproduce_module()

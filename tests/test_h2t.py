@@ -225,10 +225,13 @@ def test_h2t_stage2_batchnorm_follows_the_profile(digits):
         after = model.state_dict()
         return any(not torch.equal(before[k], after[k]) for k in before)
 
+    published = tiny.replace(stage2=tiny.stage2.replace(option_defaults={"h2t_bn": "train"}))  # as the paper profile
+    assert get_profile("paper").stage2.option_defaults == {"h2t_bn": "train"}
     assert not bn_moves(tiny)
-    assert bn_moves(tiny.replace(name="paper"))
+    assert bn_moves(published)
+    assert not bn_moves(tiny.replace(name="paper"))  # the profile's stage config decides, not its name
     assert bn_moves(tiny, h2t_bn="train")
-    assert not bn_moves(tiny.replace(name="paper"), h2t_bn="frozen")
+    assert not bn_moves(published, h2t_bn="frozen")
     ctx = Context(train=train, profile=tiny, device="cpu", seed=0, options={"h2t_bn": "yes"})
     with pytest.raises(LtkdError, match="h2t_bn"):
         h2t_bn(ctx)

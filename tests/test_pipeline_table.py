@@ -1,4 +1,4 @@
-"""benchmarks/pipeline_table.py's bookkeeping: which saved teacher a rerun loads, and which rows a retrained
+"""experiments/pipeline_table.py's bookkeeping: which saved teacher a rerun loads, and which rows a retrained
 teacher invalidates (chapter 8's live students must distil the teacher the table's seed-0 rows used)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "experiments"))
 import pipeline_table as PT  # noqa: E402
 
 RUNS = {

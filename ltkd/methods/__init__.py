@@ -14,7 +14,6 @@ them all.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +26,8 @@ from ..data import ClassSampler, ImageData
 from ..errors import LtkdError
 from ..profiles import Profile
 
-__all__ = ["Context", "Stage", "Recipe", "METHODS", "OPTIONS", "register", "get_method", "parse_option", "check_options"]
+__all__ = ["Context", "Stage", "Recipe", "METHODS", "Option", "OPTIONS", "option", "register", "get_method",
+           "parse_option", "check_option", "check_options"]
 
 
 @dataclass
@@ -44,6 +44,20 @@ class Context:
     @property
     def counts(self) -> np.ndarray:
         return self.train.counts
+
+    def option(self, key: str, default: Any = None) -> Any:
+        """The value of option ``key`` for this run: the user's (``options``), else the profile's stage config's
+        (``TrainConfig.option_defaults`` of the config the option names), else ``default`` (where a method's
+        forms differ, e.g. GCL's ε), else the option's declared default. Numbers come back as floats."""
+        spec = OPTIONS.get(key)
+        if spec is None:
+            raise LtkdError(f"option {key!r} is read but not declared (declare it with ltkd.methods.option)")
+        v = self.options.get(key)
+        if v is None:
+            v = getattr(self.profile, spec.config).option_defaults.get(key)
+        if v is None:
+            v = spec.default if default is None else default
+        return v if v is None else spec.check(v)
 
 
 @dataclass
@@ -83,6 +97,7 @@ class Recipe:
     stages: list[Stage]
     head: str = "linear"  # the head the model is built with
     chapter: str = ""
+    teacher: bool = False  # distils a teacher (options["teacher"]): `ltkd distill` runs it
     options: tuple[str, ...] = ()  # keys of its own a recipe reads beyond OPTIONS (any other key is an error)
 
 
@@ -94,91 +109,81 @@ def register(recipe: Recipe) -> Recipe:
     return recipe
 
 
-# The methods' options (``run(..., options={...})``, ``ltkd train --set KEY=VALUE``): key -> (values, help).
-# ``values`` is "number" or a tuple of the accepted words. (``teacher``, a model, is passed in Python or
-# by ``ltkd distill --teacher``.)
-OPTIONS: dict[str, tuple[str | tuple[str, ...], str]] = {
-    "cb_beta": ("number", "re-weighting: beta of the class-balanced weights (0.9999)"),
-    "la_tau": ("number", "logit adjustment: tau (1)"),
-    "gcl_eps": ("number", "GCL stage 1: cloud size epsilon (0.5; angular form 0.1)"),
-    "gcl_scale": ("number", "GCL stage 1: scale s (30)"),
-    "gcl_margin": ("number", "GCL stage 1: margin m (0; angular form 0.5)"),
-    "gcl_mixup": ("number", "GCL stage 1: mixup alpha (1 in the paper profile, 0 in quick)"),
-    "gcl_eps2": ("number", "GCL stage 2: cloud size (0.5; angular form 0.1)"),
-    "gcl_scale2": ("number", "GCL stage 2: scale (20)"),
-    "gcl_margin2": ("number", "GCL stage 2: margin (0.1)"),
-    "gcl_gamma": ("number", "GCL stage 2: focal gamma (1)"),
-    "gcl_sampler": (("effective-number", "class-balanced"), "GCL stage 2 sampler (effective-number)"),
-    "fusion_ratio": ("number", "H2T: fraction rho of channels fused, in [0, 1] (0.25)"),
-    "h2t_donor": (("instance", "class-balanced", "sqrt"), "H2T: how donor images are sampled (instance)"),
-    "h2t_mixup": ("number", "H2T stage 1: mixup alpha (1 in the paper profile, 0 in quick)"),
-    "h2t_bn": (("frozen", "train"), "H2T stage 2: backbone BatchNorm statistics (train in paper, frozen in quick)"),
-    "T": ("number", "KD / DKD: temperature (4)"),
-    "ce_weight": ("number", "KD / DKD: weight of the cross-entropy term (KD 0.1, DKD 1)"),
-    "kd_weight": ("number", "KD: weight of the distillation term (0.9)"),
-    "alpha": ("number", "DKD: weight of the target-class term (1)"),
-    "beta": ("number", "DKD: weight of the non-target term (8)"),
-    "warmup": ("number", "DKD: warm-up epochs (20/240 of the run)"),
-    "eta": ("number", "label revision: eta in (0, 1) (0.8)"),
-    "fraction": ("number", "data selection: fraction of samples the teacher supervises, in [0, 1] (0.9)"),
-}
-
-
 INF = float("inf")
-# the values each number may take: (low, high, low included, high included)
-RANGES: dict[str, tuple[float, float, bool, bool]] = {
-    "cb_beta": (0, 1, True, False),
-    "fusion_ratio": (0, 1, True, True),
-    "eta": (0, 1, False, False),
-    "fraction": (0, 1, True, True),
-    "T": (0, INF, False, False),
-    "gcl_scale": (0, INF, False, False),
-    "gcl_scale2": (0, INF, False, False),
-    **{k: (0, INF, True, False) for k in ("la_tau", "gcl_eps", "gcl_margin", "gcl_mixup", "gcl_eps2", "gcl_margin2",
-                                          "gcl_gamma", "h2t_mixup", "ce_weight", "kd_weight", "alpha", "beta",
-                                          "warmup")},  # fmt: skip
-}
 
 
-def check_option(key: str, number: float, flag: str | None = None) -> float:
-    """``number`` if it is finite and inside :data:`RANGES` for ``key``, else :class:`LtkdError` naming the range
-    (``flag``: how the user spelt it, e.g. ``--eta``)."""
-    name = flag or f"option {key}"
-    if number != number or number in (INF, -INF):
-        raise LtkdError(f"{name} must be finite, got {number!r}")
-    if key in RANGES:
-        lo, hi, lo_in, hi_in = RANGES[key]
+@dataclass(frozen=True)
+class Option:
+    """One method option (``run(..., options={name: value})``, ``ltkd train --set NAME=VALUE``), declared by
+    the method file that reads it, next to the code that uses it (:func:`option`).
+
+    * ``kind``: ``"number"`` or a tuple of the accepted words.
+    * ``default``: the value when neither the user nor the profile gives one; ``None`` where the method
+      computes it (its help says how), or passes a default of its own where two forms differ.
+    * ``range``: ``(low, high, low included, high included)`` for a number.
+    * ``config``: which of the profile's stage configs may hold a default of its own for this option
+      (``TrainConfig.option_defaults``: the paper profile's published mixup, H2T's BatchNorm).
+    """
+
+    name: str
+    kind: str | tuple[str, ...]
+    default: Any
+    help: str
+    range: tuple[float, float, bool, bool] = (-INF, INF, False, False)
+    config: str = "stage1"
+
+    def span(self) -> str:
+        lo, hi, lo_in, hi_in = self.range
+        if hi == INF:
+            return "" if lo == -INF else f"{'≥' if lo_in else '>'} {lo:g}"
+        return f"in {'[' if lo_in else '('}{lo:g}, {hi:g}{']' if hi_in else ')'}"
+
+    def check(self, value: Any, spelt: str | None = None) -> float | str:
+        """``value`` (a number, a word, or the text of either) if this option accepts it, else
+        :class:`LtkdError` naming what it accepts (``spelt``: how the user wrote the option, e.g. ``--eta``).
+        The one place a setting is validated: ``--set``, a flag of its own, and ``run(options=...)``."""
+        name = spelt or f"option {self.name}"
+        if self.kind != "number":
+            if value not in self.kind:
+                raise LtkdError(f"{name} takes one of {', '.join(self.kind)}, got {value!r}")
+            return value
+        if isinstance(value, bool):
+            raise LtkdError(f"{name} takes a number, got {value!r}")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise LtkdError(f"{name} takes a number, got {value!r}") from None
+        if number != number or number in (INF, -INF):
+            raise LtkdError(f"{name} must be finite, got {number!r}")
+        lo, hi, lo_in, hi_in = self.range
         if not ((number >= lo if lo_in else number > lo) and (number <= hi if hi_in else number < hi)):
-            span = f"{'[' if lo_in else '('}{lo:g}, {hi:g}{']' if hi_in else ')'}" if hi != INF else (
-                f"{'≥' if lo_in else '>'} {lo:g}")
-            raise LtkdError(f"{name} must be {'in ' if hi != INF else ''}{span}, got {number:g}")
-    return number
+            raise LtkdError(f"{name} must be {self.span()}, got {number:g}")
+        return number
 
 
-def check_options(options: dict[str, Any] | None, own: tuple[str, ...] = ()) -> dict[str, Any]:
-    """``options`` (``run(..., options=...)``) checked as ``--set`` checks them: every key is one of :data:`OPTIONS`
-    (or ``own``, a recipe's own keys, or ``teacher``, a model), numbers are real numbers inside :data:`RANGES`,
-    choices one of their values. Raises :class:`LtkdError` naming the option; returns the options."""
-    options = dict(options or {})
-    unknown = sorted(k for k in options if k not in OPTIONS and k not in own and k != "teacher")
-    if unknown:
-        raise LtkdError(f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
-                        f"known: {', '.join(OPTIONS)} (see `ltkd methods`)")  # fmt: skip
-    for key, v in options.items():
-        if key == "teacher":
-            if v is not None and not isinstance(v, nn.Module):
-                raise LtkdError(f"option teacher must be a model (an nn.Module), got {type(v).__name__}")
-            continue
-        if key not in OPTIONS or v is None:
-            continue
-        kind = OPTIONS[key][0]
-        if kind == "number":
-            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
-                raise LtkdError(f"option {key} takes a number, got {v!r}")
-            check_option(key, float(v))
-        elif v not in kind:
-            raise LtkdError(f"option {key} takes one of {', '.join(kind)}, got {v!r}")
-    return options
+OPTIONS: dict[str, Option] = {}  # every declared option, by name: what `ltkd methods` lists and --set accepts
+
+
+def option(name: str, kind: str | tuple[str, ...], default: Any, help: str, *, low: float = -INF,
+           high: float = INF, low_in: bool = True, high_in: bool = True, config: str = "stage1") -> Option:  # fmt: skip
+    """Declare a method option (in the method file that reads it); the same name twice must mean the same."""
+    opt = Option(name, kind, default, help, (low, high, low_in, high_in), config)
+    if name in OPTIONS and OPTIONS[name] != opt:
+        raise LtkdError(f"option {name!r} is declared twice, differently")
+    OPTIONS[name] = opt
+    return opt
+
+
+POSITIVE = {"low": 0.0, "low_in": False}  # > 0
+NONNEGATIVE = {"low": 0.0}  # ≥ 0
+FRACTION = {"low": 0.0, "high": 1.0}  # [0, 1]
+
+
+def check_option(key: str, value: Any, flag: str | None = None) -> float | str:
+    """``value`` checked against the declared option ``key`` (:meth:`Option.check`)."""
+    if key not in OPTIONS:
+        raise LtkdError(f"unknown option {key!r}; known: {', '.join(OPTIONS)} (see `ltkd methods`)")
+    return OPTIONS[key].check(value, flag)
 
 
 def parse_option(text: str) -> tuple[str, float | str]:
@@ -187,34 +192,32 @@ def parse_option(text: str) -> tuple[str, float | str]:
     key, value = key.strip(), value.strip()
     if not sep or not key or not value:
         raise LtkdError(f"--set expects KEY=VALUE, got {text!r}")
-    if key not in OPTIONS:
-        raise LtkdError(f"unknown option {key!r}; known: {', '.join(OPTIONS)} (see `ltkd methods`)")
-    kind = OPTIONS[key][0]
-    if kind == "number":
-        try:
-            number = float(value)
-        except ValueError:
-            raise LtkdError(f"option {key} takes a number, got {value!r}") from None
-        return key, check_option(key, number)
-    if value not in kind:
-        raise LtkdError(f"option {key} takes one of {', '.join(kind)}, got {value!r}")
-    return key, value
+    return key, check_option(key, value)
 
 
-_MODULES = ["baselines", "gcl", "h2t", "distill", "label_revision"]
-
-
-def _load_all() -> None:
-    for m in _MODULES:
-        try:
-            importlib.import_module(f"{__name__}.{m}")
-        except ModuleNotFoundError as e:  # a method file not written yet
-            if e.name != f"{__name__}.{m}":
-                raise
+def check_options(options: dict[str, Any] | None, own: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``run``'s options checked as ``--set`` checks them: every declared one's value validated
+    (:meth:`Option.check`; a number becomes a float); an undeclared key is an error naming it, as the README
+    promises (a recipe of your own lists the keys it reads in ``Recipe.options``, passed here as ``own``);
+    ``teacher`` must be a model."""
+    out = dict(options or {})
+    unknown = sorted(k for k in out if k not in OPTIONS and k not in own and k != "teacher")
+    if unknown:
+        raise LtkdError(f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+                        f"known: {', '.join(OPTIONS)} (see `ltkd methods`)")  # fmt: skip
+    if out.get("teacher") is not None and not isinstance(out["teacher"], nn.Module):
+        raise LtkdError(f"option teacher must be a model (an nn.Module), got {type(out['teacher']).__name__}")
+    for k, v in out.items():
+        if k in OPTIONS and v is not None:
+            out[k] = OPTIONS[k].check(v)
+    return out
 
 
 def get_method(name: str) -> Recipe:
-    _load_all()
     if name not in METHODS:
         raise LtkdError(f"unknown method {name!r}; choose one of {', '.join(sorted(METHODS))}")
     return METHODS[name]
+
+
+# The method files: plain imports (a missing or broken one is an error), after the names they import from here.
+from . import baselines, binary_stack, distill, gcl, h2t, label_revision, tissuenet  # noqa: E402, F401

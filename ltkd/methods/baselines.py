@@ -24,7 +24,7 @@ from torch import nn
 
 from ..errors import LtkdError
 from ..objective import LossObjective
-from . import Context, Recipe, Stage, register
+from . import FRACTION, NONNEGATIVE, Context, Recipe, Stage, option, register
 
 
 def ce_objective(ctx: Context) -> LossObjective:
@@ -119,12 +119,16 @@ class LDAMLoss(nn.Module):
         return F.cross_entropy(self.scale * z, y, weight=self.cb_weight if self.reweight else None)
 
 
+option("cb_beta", "number", 0.9999, "re-weighting: beta of the class-balanced weights", **{**FRACTION, "high_in": False})
+option("la_tau", "number", 1.0, "logit adjustment: tau", **NONNEGATIVE)
+
+
 def reweight_objective(ctx: Context) -> LossObjective:
-    return LossObjective(ClassBalancedCE(ctx.counts, float(ctx.options.get("cb_beta", 0.9999))), name="cb_ce")
+    return LossObjective(ClassBalancedCE(ctx.counts, ctx.option("cb_beta")), name="cb_ce")
 
 
 def la_objective(ctx: Context) -> LossObjective:
-    return LossObjective(LogitAdjustedCE(ctx.counts, float(ctx.options.get("la_tau", 1.0))), name="la_ce")
+    return LossObjective(LogitAdjustedCE(ctx.counts, ctx.option("la_tau")), name="la_ce")
 
 
 def ldam_drw_objective(ctx: Context) -> LossObjective:

@@ -48,7 +48,7 @@ from torch import nn
 
 from ..checkpoint import atomic_write
 from ..errors import LtkdError, first_line
-from ..models import _Backbone, make_head
+from ..models import _Backbone, make_head, register_model
 
 __all__ = [
     "stored_bytes",
@@ -243,6 +243,17 @@ def build(kind: str = "stack", num_classes: int = 10, in_channels: int = 1, *, m
         if bad:
             raise LtkdError(f"k={k} must divide every layer's input width; {bad} are not multiples")
     return BinaryNet(kind, m, k, widths, num_classes, in_channels, head, mode)
+
+
+def _builder(kind: str):
+    def make(**kw) -> BinaryNet:
+        return build(kind, **kw)
+
+    return make
+
+
+for _kind, _name in (("stack", "binary-stack"), ("binary", "binary-plain"), ("float", "binary-float")):
+    register_model(_name, _builder(_kind))  # `ltkd train --model binary-stack`: build()'s defaults (m = 32, k = 16)
 
 
 # --------------------------------------------------------------------------------------

@@ -23,35 +23,28 @@ checks it against this file; chapter 5 adds label revision and data selection
    ``revision`` (a function (p_teacher, y) → revised targets) and ``selected`` (a boolean mask over
    the training set: the teacher supervises only those samples; the others get CE alone).
    :class:`KD` and :class:`DKD` fill in the distillation term.
-5. :func:`load_teacher` / :func:`train_teacher` — a teacher comes from an ``ltkd`` checkpoint or is
-   trained here; it is never downloaded.
-6. The recipes ``kd`` and ``dkd`` (the teacher is passed in ``options["teacher"]``) and the
-   ``ltkd distill`` command, which also runs ``kd-lr``, ``kd-ds``, ``kd-lr-ds`` and ``dkd-lr-ds``
-   from ``label_revision.py``.
+5. :func:`load_teacher` — a teacher comes from an ``ltkd`` checkpoint or is trained by
+   :func:`ltkd.experiment.train_teacher`; it is never downloaded.
+6. The recipes ``kd`` and ``dkd`` (the teacher is passed in ``options["teacher"]``). ``ltkd distill``
+   (:func:`ltkd.experiment.distill`: load or train the teacher, then :func:`ltkd.experiment.run`) runs
+   them and every other recipe marked ``teacher=True`` (``kd-lr``, ``kd-ds``, ... in ``label_revision.py``).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import math
 import os
-import time
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import load_model_state, write_json
-from ..device import get_device
+from ..checkpoint import load_model_state
 from ..errors import LtkdError, first_line
 from ..models import MODELS, CosineHead, build_model
 from ..objective import Objective
 from ..train import predict
-from . import Context, Recipe, Stage, check_option, parse_option, register
+from . import NONNEGATIVE, POSITIVE, Context, Recipe, Stage, option, register
 
 __all__ = [
     "soften",
@@ -62,9 +55,7 @@ __all__ = [
     "DKD",
     "teacher_logits",
     "load_teacher",
-    "train_teacher",
     "training_error",
-    "DISTILL_METHODS",
 ]
 
 # CosineHead teachers (GCL) output cos θ ∈ [−1, 1]; their logits are s · cos θ with GCL stage 2's s.
@@ -274,18 +265,6 @@ def load_teacher(path: str | os.PathLike, num_classes: int | None = None, in_cha
     return net.eval()
 
 
-def train_teacher(model: str, data, profile=None, epochs: int | None = None, seed: int = 0, method: str = "ce",
-                  device=None, out=None, progress: bool | str | None = None,
-                  resume_unfingerprinted: bool = False) -> tuple[nn.Module, dict]:  # fmt: skip
-    """Train a teacher with ``method`` (default CE) on ``data`` = (train, test); return (model, metrics)."""
-    from ..experiment import run
-
-    metrics, net = run(method=method, dataset=data[0].name, imbalance=data[0].meta.get("imbalance", 1), model=model,
-                       epochs=epochs, seed=seed, profile=profile, out=out, device=device, data=data,
-                       progress=progress, resume_unfingerprinted=resume_unfingerprinted)  # fmt: skip
-    return net.eval(), metrics
-
-
 def training_error(teacher: nn.Module, train, device=None) -> float:
     """The teacher's error rate on the (un-augmented) training images: how much there is to revise."""
 
@@ -294,7 +273,7 @@ def training_error(teacher: nn.Module, train, device=None) -> float:
 
 
 # --------------------------------------------------------------------------------------
-# 6. Recipes and ``ltkd distill``
+# 6. Recipes
 # --------------------------------------------------------------------------------------
 def _teacher(ctx: Context) -> nn.Module:
     t = ctx.options.get("teacher")
@@ -304,197 +283,33 @@ def _teacher(ctx: Context) -> nn.Module:
     return t.to(ctx.device).eval()
 
 
-def _opt(ctx: Context, key: str, default: float) -> float:
-    v = ctx.options.get(key)
-    return float(default if v is None else v)
+option("T", "number", 4.0, "KD / DKD: temperature", **POSITIVE)
+option("ce_weight", "number", None, "KD / DKD: weight of the cross-entropy term (KD 0.1, DKD 1)", **NONNEGATIVE)
+option("kd_weight", "number", 0.9, "KD: weight of the distillation term", **NONNEGATIVE)
+option("alpha", "number", 1.0, "DKD: weight of the target-class term", **NONNEGATIVE)
+option("beta", "number", 8.0, "DKD: weight of the non-target term", **NONNEGATIVE)
+option("warmup", "number", None, "DKD: warm-up epochs (20/240 of the run, at least 1)", **NONNEGATIVE)
 
 
 def dkd_warmup(ctx: Context) -> float:
     """Warm-up epochs: ``options["warmup"]``, else the paper's 20/240 of the run, at least 1."""
-    if ctx.options.get("warmup") is not None:
-        return float(ctx.options["warmup"])
-    return max(1.0, round(ctx.profile.stage1.epochs * 20 / 240))
+    w = ctx.option("warmup")
+    return w if w is not None else max(1.0, round(ctx.profile.stage1.epochs * 20 / 240))
 
 
 def kd_objective(ctx: Context, **kw) -> KD:
     """KD with options T (4), ce_weight (0.1), kd_weight (0.9)."""
-    return KD(_teacher(ctx), T=_opt(ctx, "T", 4.0), ce_weight=_opt(ctx, "ce_weight", 0.1),
-              kd_weight=_opt(ctx, "kd_weight", 0.9), **kw)  # fmt: skip
+    return KD(_teacher(ctx), T=ctx.option("T"), ce_weight=ctx.option("ce_weight", 0.1),
+              kd_weight=ctx.option("kd_weight"), **kw)  # fmt: skip
 
 
 def dkd_objective(ctx: Context, **kw) -> DKD:
     """DKD with options alpha (1), beta (8), T (4), warmup (see :func:`dkd_warmup`)."""
-    return DKD(_teacher(ctx), alpha=_opt(ctx, "alpha", 1.0), beta=_opt(ctx, "beta", 8.0), T=_opt(ctx, "T", 4.0),
-               ce_weight=_opt(ctx, "ce_weight", 1.0), warmup=dkd_warmup(ctx), **kw)  # fmt: skip
+    return DKD(_teacher(ctx), alpha=ctx.option("alpha"), beta=ctx.option("beta"), T=ctx.option("T"),
+               ce_weight=ctx.option("ce_weight", 1.0), warmup=dkd_warmup(ctx), **kw)  # fmt: skip
 
 
 register(Recipe("kd", "knowledge distillation (Hinton et al. 2015); teacher via `ltkd distill`",
-                [Stage(objective=kd_objective, name="kd")], chapter="04"))  # fmt: skip
+                [Stage(objective=kd_objective, name="kd")], chapter="04", teacher=True))  # fmt: skip
 register(Recipe("dkd", "decoupled KD (Zhao et al. 2022): α·TCKD + β·NCKD; teacher via `ltkd distill`",
-                [Stage(objective=dkd_objective, name="dkd")], chapter="04"))  # fmt: skip
-
-DISTILL_METHODS = ("kd", "kd-lr", "kd-ds", "kd-lr-ds", "dkd", "dkd-lr-ds", "kd-mix")
-
-
-def _teacher_report(teacher: nn.Module, train, test, dev, source: str, seconds: float) -> dict[str, Any]:
-    from ..experiment import evaluate
-    from ..metrics import count_params
-
-    rep = evaluate(teacher, test, train.counts, dev)
-    return {
-        **{k: rep[k] for k in ("overall", "balanced", "many", "medium", "few", "head", "middle", "tail", "per_class")},
-        "train_error": training_error(teacher, train, dev),
-        "params": count_params(teacher),
-        "source": source,
-        "seconds": round(seconds, 2),
-    }
-
-
-def cmd_distill(args) -> int:
-    from ..checkpoint import claim_checkpoints
-    from ..cli import _summary
-    from ..experiment import check_output_folder, checkpoint_names, prepare_data, run
-    from ..profiles import get_profile
-    from . import get_method
-
-    if args.method not in DISTILL_METHODS:
-        raise LtkdError(f"unknown distillation method {args.method!r}; choose one of {', '.join(DISTILL_METHODS)}")
-    args.student = args.student or get_profile(args.profile).extra.get("student", "cnn6x0.5")
-    if args.student not in MODELS:
-        raise LtkdError(f"unknown student model {args.student!r}; choose one of {', '.join(MODELS)}")
-    for key, attr in (("eta", "eta"), ("fraction", "fraction"), ("T", "temperature"), ("alpha", "alpha"),
-                      ("beta", "beta"), ("warmup", "warmup")):  # fmt: skip
-        if getattr(args, attr) is not None:
-            check_option(key, getattr(args, attr), f"--{key}")
-    extra = dict(parse_option(text) for text in args.options)  # checked before any training
-    out = check_output_folder(args.out)
-    claim_checkpoints(out / "checkpoints", checkpoint_names(get_method(args.method)), args.method)  # before a teacher
-    t0 = time.perf_counter()
-    dev = get_device(args.device)
-    train, test = prepare_data(args.dataset, args.imbalance, args.lt_profile)
-    prof = get_profile(args.profile)
-    if Path(args.teacher).is_file():
-        teacher = load_teacher(args.teacher, train.num_classes, train.in_channels, dev, train.images.shape[2:])
-        source = f"checkpoint {args.teacher}"
-    elif args.teacher in MODELS:
-        teacher = _finished_teacher(out / "teacher", args.teacher, train, prof, args.teacher_epochs, args.seed, dev)
-        if teacher is None:
-            teacher, _ = train_teacher(args.teacher, (train, test), prof, args.teacher_epochs, args.seed, device=dev,
-                                       out=out / "teacher",
-                                       resume_unfingerprinted=args.resume_unfingerprinted)  # fmt: skip
-            source = f"trained here: ce, {args.teacher}, profile {prof.name}, seed {args.seed} ({out / 'teacher'})"
-        else:
-            source = (f"trained here by an earlier run of this command: ce, {args.teacher}, profile {prof.name}, "
-                      f"seed {args.seed} ({out / 'teacher'}/model.pt, reused)")  # fmt: skip
-    else:
-        raise LtkdError(f"--teacher {args.teacher!r} is neither a checkpoint file nor a model name "
-                        f"({', '.join(MODELS)})")  # fmt: skip
-    t_rep = _teacher_report(teacher, train, test, dev, source, time.perf_counter() - t0)
-    opts: dict[str, Any] = {"teacher": teacher, **extra}
-    for k in ("T", "alpha", "beta", "eta", "fraction", "warmup"):
-        v = getattr(args, "temperature" if k == "T" else k)
-        if v is not None:
-            opts[k] = v
-    metrics, _ = run(method=args.method, dataset=args.dataset, imbalance=args.imbalance, model=args.student,
-                     epochs=args.epochs, seed=args.seed, profile=prof, out=out, device=args.device,
-                     options=opts, lt_profile=args.lt_profile, data=(train, test), eval_every=args.eval_every,
-                     resume_unfingerprinted=args.resume_unfingerprinted)  # fmt: skip
-    from ..distributed import is_main
-
-    if not is_main():  # under torchrun: rank 0 writes and reports
-        return 0
-    arch = args.teacher if not Path(args.teacher).is_file() else _arch_of(args.teacher)
-    metrics["teacher"] = {"model": arch, **t_rep}
-    write_json(out / "metrics.json", metrics)
-    if args.json:
-        print(json.dumps({k: v for k, v in metrics.items() if k != "history"}, indent=2))
-    else:
-        t = metrics["teacher"]
-        print(f"teacher {t['model']}: test {100 * t['overall']:.1f} %, balanced {100 * t['balanced']:.1f} %, "
-              f"training-set error {100 * t['train_error']:.1f} %  ({t['source']})")  # fmt: skip
-        print(_summary(metrics))
-        print(f"  wrote {out}/metrics.json and {out}/model.pt")
-    return 0
-
-
-def _finished_teacher(folder: Path, model: str, train, profile, epochs: int | None, seed: int, device):
-    """The teacher an earlier ``ltkd distill --teacher MODEL --out OUT`` finished in ``OUT/teacher``, if it was
-    trained exactly as this command would train it (CE, model, data, profile, epochs, seed); else ``None``.
-    A distillation interrupted while the student trained thus resumes the student under the same teacher
-    instead of training the teacher again (on a GPU a second training would not even give the same weights)."""
-    mfile, pt = folder / "metrics.json", folder / "model.pt"
-    if not (mfile.is_file() and pt.is_file()):
-        return None
-    try:
-        m = json.loads(mfile.read_text())
-    except (OSError, ValueError):
-        return None
-    prof = profile.for_dataset(train.name)
-    prof = prof.with_epochs(epochs) if epochs is not None else prof
-    want = {"method": "ce", "model": model, "dataset": train.name, "seed": seed, "profile": prof.name,
-            "train_counts": [int(c) for c in train.counts], "epochs": prof.stage1.epochs}  # fmt: skip
-    if any(m.get(k) != v for k, v in want.items()):
-        return None
-    return load_teacher(pt, train.num_classes, train.in_channels, device, train.images.shape[2:])
-
-
-def _arch_of(path: str) -> str | None:
-
-    return load_model_state(path).get("arch")
-
-
-def _finite_float(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
-    if not math.isfinite(v):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {s!r}")
-    return v
-
-
-def add_distill_command(sub) -> None:
-    """``ltkd distill``: train (or load) a teacher, distil it into a student, write metrics.json."""
-    from ..cli import _add_eval_every, _add_resume_unfingerprinted, _imbalance, _out, _positive_int, _seed
-    from ..profiles import PROFILES
-
-    p = sub.add_parser("distill", help="distil a teacher into a student (kd, kd-lr, kd-ds, kd-lr-ds, dkd, dkd-lr-ds; kd-mix, the control)")
-    p.add_argument("--teacher", required=True, help="PATH to an ltkd checkpoint (model.pt) or a MODEL name to train "
-                   "with CE first (quick profile unless --profile)")  # fmt: skip
-    p.add_argument("--student", default=None,
-                   help="student model name (default cnn6x0.5; resnet8x4 with --profile kd-paper)")
-    p.add_argument("--method", default="kd", choices=list(DISTILL_METHODS))
-    p.add_argument("--dataset", default="digits", help="digits | fashion-mnist | cifar10 | cifar100 | PATH")
-    p.add_argument("--imbalance", type=_imbalance, default=1.0, help="imbalance factor (default 1 = balanced)")
-    p.add_argument("--lt-profile", default="exp", choices=["exp", "step"])
-    p.add_argument("--epochs", type=_positive_int, default=None, help="student epochs (default: the profile's)")
-    p.add_argument("--teacher-epochs", type=_positive_int, default=None, help="epochs when training the teacher")
-    p.add_argument("--seed", type=_seed, default=0, help="0 to 2**63 - 1")
-    p.add_argument("--profile", default=None, choices=list(PROFILES),
-                   help="default: $LTKD_PROFILE or quick; `kd-paper` is the KD papers' CIFAR-100 recipe (240 epochs, "
-                        "batch 64, lr 0.05; teacher and student both), `paper` the long-tailed CIFAR one (200 epochs)")
-    p.add_argument("--device", default=None)
-    p.add_argument("--out", type=_out, default="runs/distill", help="output folder (metrics.json, model.pt, teacher/)")
-    p.add_argument("--T", dest="temperature", type=_finite_float, default=None, help="temperature (default 4)")
-    p.add_argument("--alpha", type=_finite_float, default=None, help="DKD: TCKD weight (default 1)")
-    p.add_argument("--beta", type=_finite_float, default=None, help="DKD: NCKD weight (default 8)")
-    p.add_argument("--warmup", type=_finite_float, default=None, help="DKD: warm-up epochs of the KD term")
-    p.add_argument("--eta", type=_finite_float, default=None, help="label revision η in (0, 1) (default 0.8)")
-    p.add_argument("--fraction", type=_finite_float, default=None,
-                   help="data selection: fraction of training samples the teacher supervises (default 0.9)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="options",
-                   help="another method option, e.g. --set kd_weight=0.5 (repeatable; `ltkd methods` lists them)")
-    _add_eval_every(p)
-    _add_resume_unfingerprinted(p)
-    p.add_argument("--json", action="store_true", help="print metrics.json instead of the table")
-    p.set_defaults(func=cmd_distill)
-
-
-def _register_command() -> None:
-    from .. import cli
-
-    if all(getattr(h, "__name__", "") != add_distill_command.__name__ for h in cli._EXTRA_COMMANDS):
-        cli._EXTRA_COMMANDS.append(add_distill_command)
-
-
-_register_command()
+                [Stage(objective=dkd_objective, name="dkd")], chapter="04", teacher=True))  # fmt: skip

@@ -47,7 +47,7 @@ from torch import nn
 from ..data import ClassSampler
 from ..errors import LtkdError
 from ..objective import LossObjective
-from . import Context, Recipe, Stage, register
+from . import NONNEGATIVE, POSITIVE, Context, Recipe, Stage, option, register
 
 __all__ = [
     "cloud_sizes",
@@ -211,9 +211,13 @@ def effective_number_sampler(labels: torch.Tensor, num_classes: int | None = Non
     return ClassSampler(labels, effective_number_class_probs(counts, beta, beta_step))
 
 
+option("gcl_sampler", ("effective-number", "class-balanced"), "effective-number", "GCL stage 2 sampler",
+       config="stage2")  # fmt: skip
+
+
 def gcl_sampler(ctx: Context) -> ClassSampler | str:
-    """The stage-2 sampler ``ctx.options["gcl_sampler"]`` names (default: effective number)."""
-    kind = ctx.options.get("gcl_sampler", "effective-number")
+    """The stage-2 sampler ``ctx.option("gcl_sampler")`` names (default: effective number)."""
+    kind = ctx.option("gcl_sampler")
     if kind in ("effective-number", "cben"):
         return effective_number_sampler(ctx.train.labels, ctx.train.num_classes)
     if kind in ("class-balanced", "instance", "sqrt"):
@@ -227,40 +231,42 @@ def gcl_sampler(ctx: Context) -> ClassSampler | str:
 GCL_HEAD = "cosine"  # the head GCL's stage 1 is built with (a CosineHead returning cos θ)
 
 
-def _opt(ctx: Context, key: str, default: float) -> float:
-    v = ctx.options.get(key)
-    return float(default if v is None else v)
-
-
-def _mixup(ctx: Context) -> float:
-    return _opt(ctx, "gcl_mixup", 1.0 if ctx.profile.name == "paper" else 0.0)
+option("gcl_eps", "number", None, "GCL stage 1: cloud size epsilon (0.5; angular form 0.1)", **NONNEGATIVE)
+option("gcl_scale", "number", 30.0, "GCL stage 1: scale s", **POSITIVE)
+option("gcl_margin", "number", None, "GCL stage 1: margin m (0; angular form 0.5)", **NONNEGATIVE)
+option("gcl_mixup", "number", 0.0, "GCL stage 1: mixup alpha (the paper profile's stage 1 sets 1, as the authors "
+       "train)", **NONNEGATIVE)  # fmt: skip
+option("gcl_eps2", "number", None, "GCL stage 2: cloud size (0.5; angular form 0.1)", config="stage2", **NONNEGATIVE)
+option("gcl_scale2", "number", 20.0, "GCL stage 2: scale", config="stage2", **POSITIVE)
+option("gcl_margin2", "number", 0.1, "GCL stage 2: margin", config="stage2", **NONNEGATIVE)
+option("gcl_gamma", "number", 1.0, "GCL stage 2: focal gamma", config="stage2", **NONNEGATIVE)
 
 
 def gcl_stage1_objective(ctx: Context) -> LossObjective:
     """Stage 1: the cosine-form GCL loss (m = 0, s = 30, ε = 0.5) on the cosine head's cos θ."""
-    loss = GCLLoss(ctx.counts, scale=_opt(ctx, "gcl_scale", 30.0), eps=_opt(ctx, "gcl_eps", 0.5),
-                   margin=_opt(ctx, "gcl_margin", 0.0))  # fmt: skip
-    return LossObjective(loss, mixup=_mixup(ctx), name="gcl")
+    loss = GCLLoss(ctx.counts, scale=ctx.option("gcl_scale"), eps=ctx.option("gcl_eps", 0.5),
+                   margin=ctx.option("gcl_margin", 0.0))  # fmt: skip
+    return LossObjective(loss, mixup=ctx.option("gcl_mixup"), name="gcl")
 
 
 def gcl_stage2_objective(ctx: Context) -> LossObjective:
     """Stage 2: m = 0.1, s = 20, ε = 0.5, focal γ = 1."""
-    loss = GCLLoss(ctx.counts, scale=_opt(ctx, "gcl_scale2", 20.0), eps=_opt(ctx, "gcl_eps2", 0.5),
-                   margin=_opt(ctx, "gcl_margin2", 0.1), gamma=_opt(ctx, "gcl_gamma", 1.0))  # fmt: skip
+    loss = GCLLoss(ctx.counts, scale=ctx.option("gcl_scale2"), eps=ctx.option("gcl_eps2", 0.5),
+                   margin=ctx.option("gcl_margin2"), gamma=ctx.option("gcl_gamma"))  # fmt: skip
     return LossObjective(loss, name="gcl2")
 
 
 def gcl_angular_stage1_objective(ctx: Context) -> LossObjective:
     """Angular stage 1: m = 0.5, ε = 0.1, s = 30."""
-    loss = GCLAngularLoss(ctx.counts, scale=_opt(ctx, "gcl_scale", 30.0), eps=_opt(ctx, "gcl_eps", 0.1),
-                          margin=_opt(ctx, "gcl_margin", 0.5))  # fmt: skip
-    return LossObjective(loss, mixup=_mixup(ctx), name="gcl_angular")
+    loss = GCLAngularLoss(ctx.counts, scale=ctx.option("gcl_scale"), eps=ctx.option("gcl_eps", 0.1),
+                          margin=ctx.option("gcl_margin", 0.5))  # fmt: skip
+    return LossObjective(loss, mixup=ctx.option("gcl_mixup"), name="gcl_angular")
 
 
 def gcl_angular_stage2_objective(ctx: Context) -> LossObjective:
     """Angular stage 2 (the book's choice, by analogy with the cosine form): m = 0.1, s = 20, ε = 0.1, γ = 1."""
-    loss = GCLAngularLoss(ctx.counts, scale=_opt(ctx, "gcl_scale2", 20.0), eps=_opt(ctx, "gcl_eps2", 0.1),
-                          margin=_opt(ctx, "gcl_margin2", 0.1), gamma=_opt(ctx, "gcl_gamma", 1.0))  # fmt: skip
+    loss = GCLAngularLoss(ctx.counts, scale=ctx.option("gcl_scale2"), eps=ctx.option("gcl_eps2", 0.1),
+                          margin=ctx.option("gcl_margin2"), gamma=ctx.option("gcl_gamma"))  # fmt: skip
     return LossObjective(loss, name="gcl_angular2")
 
 

@@ -53,7 +53,7 @@ from torch import nn
 from ..data import ImageData, augment, class_sampler_weights
 from ..errors import LtkdError
 from ..objective import LossObjective, Objective
-from . import Context, Recipe, Stage, register
+from . import FRACTION, NONNEGATIVE, Context, Recipe, Stage, gcl, option, register
 
 __all__ = ["fuse", "fused_channels", "H2T", "h2t_objective", "h2t_stage", "gcl_h2t_stage", "H2T_STAGE", "h2t_bn", "DEFAULT_RHO"]
 
@@ -201,12 +201,20 @@ class H2T(Objective):
 # --------------------------------------------------------------------------------------
 # Recipes
 # --------------------------------------------------------------------------------------
+option("fusion_ratio", "number", DEFAULT_RHO, "H2T: fraction rho of channels fused, in [0, 1]", config="stage2",
+       **FRACTION)  # fmt: skip
+option("h2t_donor", ("instance", "class-balanced", "sqrt"), "instance", "H2T: how donor images are sampled",
+       config="stage2")  # fmt: skip
+option("h2t_mixup", "number", 0.0, "H2T stage 1: mixup alpha (the paper profile's stage 1 sets 1, as published)",
+       **NONNEGATIVE)  # fmt: skip
+option("h2t_bn", ("frozen", "train"), "frozen", "H2T stage 2: backbone BatchNorm statistics (the paper profile's "
+       "stage 2 sets train, as published)", config="stage2")  # fmt: skip
+
+
 def h2t_objective(ctx: Context, scale: float = 1.0, criterion=F.cross_entropy) -> H2T:
-    """H2T with ρ from ``ctx.options["fusion_ratio"]`` (default 0.25) and donor sampling from
-    ``ctx.options["h2t_donor"]`` (default ``instance``)."""
-    rho = ctx.options.get("fusion_ratio")
-    rho = DEFAULT_RHO if rho is None else float(rho)
-    return H2T(ctx.train, rho, donor=ctx.options.get("h2t_donor", "instance"), scale=scale,
+    """H2T with ρ from ``ctx.option("fusion_ratio")`` (default 0.25) and donor sampling from
+    ``ctx.option("h2t_donor")`` (default ``instance``)."""
+    return H2T(ctx.train, ctx.option("fusion_ratio"), donor=ctx.option("h2t_donor"), scale=scale,
                criterion=criterion, seed=ctx.seed)  # fmt: skip
 
 
@@ -225,12 +233,7 @@ def h2t_stage(head: str = "linear", bn: str | Callable[[Context], str] = "frozen
 def h2t_bn(ctx: Context) -> str:
     """Backbone BatchNorm in H2T's stage 2: ``options["h2t_bn"]`` if given, else ``"train"`` in the
     ``paper`` profile (the published recipe) and ``"frozen"`` in ``quick`` (so that ρ = 0 is cRT)."""
-    bn = ctx.options.get("h2t_bn")
-    if bn is None:
-        return "train" if ctx.profile.name == "paper" else "frozen"
-    if bn not in ("frozen", "train"):
-        raise LtkdError(f"options['h2t_bn'] must be 'frozen' or 'train', not {bn!r}")
-    return bn
+    return ctx.option("h2t_bn")
 
 
 H2T_STAGE = h2t_stage(bn=h2t_bn)
@@ -239,38 +242,25 @@ H2T_STAGE = h2t_stage(bn=h2t_bn)
 def h2t_stage1_objective(ctx: Context) -> LossObjective:
     """H2T's stage 1: CE, with mixup α = ``options["h2t_mixup"]`` — by default 1.0 in the ``paper``
     profile (the published recipe) and 0 in ``quick`` (chapter 3 measures what mixup changes there)."""
-    alpha = ctx.options.get("h2t_mixup")
-    alpha = (1.0 if ctx.profile.name == "paper" else 0.0) if alpha is None else float(alpha)
-    return LossObjective(F.cross_entropy, mixup=alpha, name="ce")
+    return LossObjective(F.cross_entropy, mixup=ctx.option("h2t_mixup"), name="ce")
 
 
 H2T_STAGE1 = Stage(objective=h2t_stage1_objective, sampler="instance", name="stage1")
-
-
-def _gcl():
-    try:
-        from . import gcl
-    except ImportError:  # gcl.py not there (H2T on CE still works)
-        return None
-    return gcl if hasattr(gcl, "GCL_STAGE1") else None
 
 
 def gcl_h2t_stage(bn: str = "frozen", name: str = "gcl-h2t") -> Stage:
     """H2T plugged into GCL's stage 2: the same kept stage-1 cosine classifier, the same sampler
     (effective number) and the same stage-2 loss (clouded cosine logits, m = 0.1, s = 20, focal γ = 1),
     trained on fused feature maps. GCL's two-stage recipe and this one differ only by the fusion."""
-    g = _gcl()
-
     def objective(ctx: Context) -> H2T:
-        return h2t_objective(ctx, criterion=g.gcl_stage2_objective(ctx).criterion)
+        return h2t_objective(ctx, criterion=gcl.gcl_stage2_objective(ctx).criterion)
 
-    return Stage(objective=objective, sampler=g.gcl_sampler, head=None, trainable="head", bn=bn, config="stage2",
+    return Stage(objective=objective, sampler=gcl.gcl_sampler, head=None, trainable="head", bn=bn, config="stage2",
                  name=name)  # fmt: skip
 
 
 register(Recipe("h2t", "CE, then H2T head-to-tail feature fusion in classifier re-training (Li et al. 2024)",
                 [H2T_STAGE1, H2T_STAGE], chapter="03"))  # fmt: skip
 
-if _gcl() is not None:
-    register(Recipe("gcl-h2t", "GCL stage 1 (cosine head), then GCL's stage 2 on H2T-fused feature maps "
-                    "(Li et al. 2024)", [_gcl().GCL_STAGE1, gcl_h2t_stage()], head="cosine", chapter="03"))  # fmt: skip
+register(Recipe("gcl-h2t", "GCL stage 1 (cosine head), then GCL's stage 2 on H2T-fused feature maps "
+                "(Li et al. 2024)", [gcl.GCL_STAGE1, gcl_h2t_stage()], head="cosine", chapter="03"))  # fmt: skip

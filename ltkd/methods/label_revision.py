@@ -53,8 +53,8 @@ from torch import nn
 
 from ..data import ImageData
 from ..errors import LtkdError
-from . import Context, Recipe, Stage, register
-from .distill import COSINE_TEACHER_SCALE, _opt, _teacher, dkd_objective, kd_objective, teacher_logits
+from . import FRACTION, Context, Recipe, Stage, option, register
+from .distill import COSINE_TEACHER_SCALE, _teacher, dkd_objective, kd_objective, teacher_logits
 
 __all__ = [
     "revision_beta",
@@ -159,12 +159,17 @@ def selection_mask(teacher: nn.Module, data: ImageData, fraction: float = DEFAUL
 # --------------------------------------------------------------------------------------
 # 4. Recipes
 # --------------------------------------------------------------------------------------
+option("eta", "number", DEFAULT_ETA, "label revision: eta in (0, 1)", **{**FRACTION, "low_in": False, "high_in": False})
+option("fraction", "number", DEFAULT_FRACTION, "data selection: fraction of samples the teacher supervises, in [0, 1]",
+       **FRACTION)  # fmt: skip
+
+
 def _lr(ctx: Context) -> LabelRevision:
-    return LabelRevision(_opt(ctx, "eta", DEFAULT_ETA))
+    return LabelRevision(ctx.option("eta"))
 
 
 def _ds(ctx: Context) -> torch.Tensor:
-    return selection_mask(_teacher(ctx), ctx.train, _opt(ctx, "fraction", DEFAULT_FRACTION), ctx.device)
+    return selection_mask(_teacher(ctx), ctx.train, ctx.option("fraction"), ctx.device)
 
 
 def kd_lr_objective(ctx: Context):
@@ -172,7 +177,7 @@ def kd_lr_objective(ctx: Context):
 
 
 def kd_mix_objective(ctx: Context):
-    return kd_objective(ctx, revision=LabelRevision(_opt(ctx, "eta", DEFAULT_ETA), constant=True))
+    return kd_objective(ctx, revision=LabelRevision(ctx.option("eta"), constant=True))
 
 
 def kd_ds_objective(ctx: Context):
@@ -188,12 +193,12 @@ def dkd_lr_ds_objective(ctx: Context):
 
 
 register(Recipe("kd-lr", "KD with label revision (Lan et al. 2024); teacher via `ltkd distill`",
-                [Stage(objective=kd_lr_objective, name="kd-lr")], chapter="05"))  # fmt: skip
+                [Stage(objective=kd_lr_objective, name="kd-lr")], chapter="05", teacher=True))  # fmt: skip
 register(Recipe("kd-mix", "control for label revision: KD with the label mixed in at a constant β = η on every "
-                "sample", [Stage(objective=kd_mix_objective, name="kd-mix")], chapter="05"))  # fmt: skip
+                "sample", [Stage(objective=kd_mix_objective, name="kd-mix")], chapter="05", teacher=True))  # fmt: skip
 register(Recipe("kd-ds", "KD with data selection (teacher margin; this project's criterion)",
-                [Stage(objective=kd_ds_objective, name="kd-ds")], chapter="05"))  # fmt: skip
+                [Stage(objective=kd_ds_objective, name="kd-ds")], chapter="05", teacher=True))  # fmt: skip
 register(Recipe("kd-lr-ds", "KD with label revision and data selection (Lan et al. 2024)",
-                [Stage(objective=kd_lr_ds_objective, name="kd-lr-ds")], chapter="05"))  # fmt: skip
+                [Stage(objective=kd_lr_ds_objective, name="kd-lr-ds")], chapter="05", teacher=True))  # fmt: skip
 register(Recipe("dkd-lr-ds", "DKD with label revision and data selection",
-                [Stage(objective=dkd_lr_ds_objective, name="dkd-lr-ds")], chapter="05"))  # fmt: skip
+                [Stage(objective=dkd_lr_ds_objective, name="dkd-lr-ds")], chapter="05", teacher=True))  # fmt: skip

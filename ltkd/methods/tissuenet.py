@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import LtkdError
-from ..models import _Backbone, make_head
+from ..models import _Backbone, make_head, register_model
 
 __all__ = [
     "UnitType",
@@ -335,6 +335,17 @@ def build(style: str = "resnet", num_classes: int = 10, in_channels: int = 3, *,
     else:
         units = [unit] * n_blocks
     return TissueNet(style.split("-")[0], pat, units, m, widths, blocks_per_stage, num_classes, in_channels, head)
+
+
+def _builder(style: str):
+    def make(**kw) -> TissueNet:
+        return build(style, **kw)
+
+    return make
+
+
+for _style in STYLES:  # `ltkd train --model tissuenet-resnet-r`: each style at build()'s defaults (m = 4)
+    register_model(f"tissuenet-{_style}", _builder(_style))
 
 
 # --------------------------------------------------------------------------------------

@@ -8,11 +8,11 @@ KD + LR + DS run (η = 0.8, the teacher supervises the 90 % of samples with the 
 students and settings are chapter 8's; the chapter runs seed 0 of the TissueNet student live and
 shows this file for the rest.
 
-    LTKD_THREADS=2 python benchmarks/pipeline_table.py       # writes benchmarks/results/pipeline_quick.json
+    LTKD_THREADS=2 python experiments/pipeline_table.py       # writes experiments/results/pipeline_quick.json
 
 The JSON is rewritten after every run and a rerun skips the runs already there (teachers are cached
 in ``runs/pipeline_table_cache``), so the script can be stopped and resumed. Seed 0's teacher is also
-kept in the repository (``benchmarks/results/pipeline_teacher_fashion-mnist_if100_quick_seed0.pt``,
+kept in the repository (``experiments/results/pipeline_teacher_fashion-mnist_if100_quick_seed0.pt``,
 float32, ≈ 0.3 MB; ``--save-teacher-seeds``), and chapter 8 loads it instead of training it — the
 chapter's live students then distil the very teacher this table's seed-0 rows used. A teacher that has
 to be retrained (its weights gone) takes its seed's distilled rows with it: they are dropped and rerun
@@ -22,17 +22,16 @@ class and still differ in its weights: CPU kernels are not bit-for-bit determini
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import shutil
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from common import load_results, table_parser, write_results
 
+from ltkd.checkpoint import atomic_write
 from ltkd.experiment import environment, evaluate, prepare_data, run
 from ltkd.methods import Context
 from ltkd.methods import binary_stack as BS
@@ -77,18 +76,11 @@ def distilled_rows(runs: dict, seed: int) -> list[str]:
 
 
 def _write(res: dict, out: Path) -> None:
-    tmp = out.with_suffix(".json.tmp")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp.write_text(json.dumps(res, indent=1))
-    os.replace(tmp, out)
+    write_results(out, res)
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dataset", default="fashion-mnist")
-    ap.add_argument("--imbalance", type=float, default=100)
-    ap.add_argument("--profile", default="quick")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap = table_parser(__doc__)
     ap.add_argument("--eta", type=float, default=0.8)
     ap.add_argument("--fraction", type=float, default=0.9)
     ap.add_argument("--out", default=str(ROOT / "results" / "pipeline_quick.json"))
@@ -104,7 +96,7 @@ def main(argv=None) -> None:
     train, test = data = prepare_data(args.dataset, args.imbalance)
     profile = get_profile(args.profile).for_dataset(args.dataset)
     shape = tuple(train.images.shape[1:])
-    res = json.loads(out.read_text()) if out.is_file() else {}
+    res = load_results(out)
     runs = res.get("runs", {})
     res.update(dataset=train.name, imbalance=args.imbalance, profile=profile.name,
                seeds=sorted(set(args.seeds) | {r["seed"] for r in runs.values()}),  # this run's and the file's
@@ -146,8 +138,7 @@ def main(argv=None) -> None:
             print(f"{key:44s} overall {100 * m['overall']:.1f}  tail {100 * m['tail']:.1f}", flush=True)
         if seed in args.save_teacher_seeds and (retrained or not kept.is_file()):  # the teacher these rows used
             kept.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(cached, kept.with_name(kept.name + ".tmp"))
-            os.replace(kept.with_name(kept.name + ".tmp"), kept)
+            atomic_write(kept, cached.read_bytes())
             print(f"{key}: kept as {kept}", flush=True)
         if kept.is_file() and (found == kept and not retrained or seed in args.save_teacher_seeds):
             res["runs"][key]["file"] = os.path.relpath(kept, ROOT.parent)

@@ -1,10 +1,10 @@
 """Chapter 3's table and ablation: H2T against its ρ = 0 control on the same stage-1 models.
 
-Writes ``benchmarks/results/h2t_quick.json`` (one record per (setting, seed), merged under a file
+Writes ``experiments/results/h2t_quick.json`` (one record per (setting, seed), merged under a file
 lock, so several copies of this script can run side by side and an interrupted run resumes):
 
-    LTKD_THREADS=1 python benchmarks/h2t_table.py --part table --seeds 0 1 2
-    LTKD_THREADS=1 python benchmarks/h2t_table.py --part ablation --seeds 0 1
+    LTKD_THREADS=1 python experiments/h2t_table.py --part table --seeds 0 1 2
+    LTKD_THREADS=1 python experiments/h2t_table.py --part ablation --seeds 0 1
 
 * ``table``: cRT and H2T (ρ = 0.25) on one CE stage-1 model, GCL's two-stage recipe and H2T on
   GCL (GCL's stage 2 on fused maps) on one GCL stage-1 model — the ``crt``, ``h2t``, ``gcl`` and
@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import torch
+from common import load_results, report, write_results
 
 from ltkd.experiment import environment, evaluate, prepare_data, run_stages
 from ltkd.methods import Recipe, get_method
@@ -44,10 +45,16 @@ ROOT = Path(__file__).resolve().parent
 OUT = ROOT / "results" / "h2t_quick.json"
 CACHE = Path(os.environ.get("H2T_CACHE", "/tmp/ltkd_h2t_cache"))
 DATASET, IMBALANCE = "fashion-mnist", 100
-KEYS = ("overall", "balanced", "many", "medium", "few", "head", "middle", "tail", "per_class")
 
 # stage-1 kinds: (stage, head, stage-1 mixup α)
 STAGE1 = {"ce": (CE_STAGE, "linear", 0.0), "ce-mixup": (CE_STAGE, "linear", 1.0), "gcl": (GCL_STAGE1, "cosine", 0.0)}
+
+
+
+def _published(rho: float, note: str) -> tuple:
+    """H2T's published stage 2 (BN statistics updating, 10 epochs at lr 0.02) on a mixup stage 1, at ρ = ``rho``."""
+    return ("ce-mixup", h2t_stage(bn="train"), {"fusion_ratio": rho}, {"epochs": 10, "lr": 0.02}, note)
+
 
 # setting -> (stage-1 kind, stage-2 Stage, options, stage-2 overrides, description)
 SETTINGS = {
@@ -74,20 +81,9 @@ SETTINGS = {
         {},
         "donors class-balanced instead of instance-sampled; H2T ρ=0.25",
     ),
-    "published/crt": (
-        "ce-mixup",
-        h2t_stage(bn="train"),
-        {"fusion_ratio": 0.0},
-        {"epochs": 10, "lr": 0.02},
-        "mixup stage 1 + BN updating + 10 stage-2 epochs at lr 0.02; ρ=0",
-    ),
-    "published/h2t": (
-        "ce-mixup",
-        h2t_stage(bn="train"),
-        {"fusion_ratio": 0.25},
-        {"epochs": 10, "lr": 0.02},
-        "the published stage 2 on a mixup stage 1: BN updating, 10 epochs, lr 0.02; H2T ρ=0.25",
-    ),
+    "published/crt": _published(0.0, "mixup stage 1 + BN updating + 10 stage-2 epochs at lr 0.02; ρ=0"),
+    "published/h2t": _published(0.25, "the published stage 2 on a mixup stage 1: BN updating, 10 epochs, lr 0.02; "
+                                "H2T ρ=0.25"),  # fmt: skip
     "rho0.1": ("ce", h2t_stage(), {"fusion_ratio": 0.1}, {}, "H2T ρ=0.1 on CE"),
     "rho0.5": ("ce", h2t_stage(), {"fusion_ratio": 0.5}, {}, "H2T ρ=0.5 on CE"),
 }
@@ -115,11 +111,9 @@ def _update(fn) -> dict:
     CACHE.mkdir(parents=True, exist_ok=True)
     with open(CACHE / "h2t_quick.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        doc = json.loads(OUT.read_text()) if OUT.is_file() else {}
+        doc = load_results(OUT)
         fn(doc)
-        tmp = OUT.with_name(OUT.name + f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(doc, indent=1))
-        os.replace(tmp, OUT)
+        write_results(OUT, doc)
         return doc
 
 
@@ -147,9 +141,9 @@ def stage1_state(kind: str, seed: int, data, profile, dev) -> tuple[dict, float]
           flush=True)  # fmt: skip
     CACHE.mkdir(parents=True, exist_ok=True)
     state = {k: v.cpu() for k, v in net.state_dict().items()}
-    torch.save({"state": state, "seconds": secs, "report": {k: rep[k] for k in KEYS}}, path)
+    torch.save({"state": state, "seconds": secs, "report": report(rep)}, path)
     _update(lambda d: d.setdefault("stage1", {}).setdefault(kind, []).append(
-        {"seed": seed, "seconds": round(secs, 1), **{k: rep[k] for k in KEYS}}))  # fmt: skip
+        {"seed": seed, "seconds": round(secs, 1), **report(rep)}))  # fmt: skip
     return state, secs
 
 
@@ -165,7 +159,7 @@ def run_setting(name: str, seed: int, data, profile, dev) -> None:
     logs = run_stages(recipe, net, data[0], prof, seed=seed, device=dev, options=options, skip=1, progress=False)
     secs = time.perf_counter() - t0
     rep = evaluate(net, data[1], data[0].counts, dev)
-    rec = {"seed": seed, **{k: rep[k] for k in KEYS}, "stage2_seconds": round(secs, 1),
+    rec = {"seed": seed, **report(rep), "stage2_seconds": round(secs, 1),
            "stage1_seconds": round(s1, 1), "stage2_epochs": prof.stage2.epochs, "stage2_lr": prof.stage2.lr,
            "final_train_loss": logs[-1]["loss"]}  # fmt: skip
     print(f"  {name:14s} seed {seed}: overall {rep['overall']:.4f} head {rep['head']:.4f} "

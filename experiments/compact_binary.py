@@ -5,7 +5,7 @@ Fashion-MNIST (balanced, a seeded subsample of the training set, the full 10,000
 the ``quick`` profile's stage-1 recipe with fewer epochs. The stacked layers train in their
 materialised form (the same function as split–transform–merge, faster here).
 
-    LTKD_THREADS=1 python benchmarks/compact_binary.py   # writes benchmarks/results/compact_binary_quick.json
+    LTKD_THREADS=1 python experiments/compact_binary.py   # writes experiments/results/compact_binary_quick.json
 
 The results file is rewritten after every run; a rerun skips runs already there.
 """
@@ -13,13 +13,12 @@ The results file is rewritten after every run; a rerun skips runs already there.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
-import time
+from functools import partial
 from pathlib import Path
 
-import torch
-from compact_common import environment, get_data, train_eval, write
+from common import load_results
+from compact_common import environment, get_data, record, trained, write
 
 from ltkd.methods import binary_stack as bs
 
@@ -57,7 +56,7 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     out = Path(args.out)
-    payload = json.loads(out.read_text()) if out.is_file() else {}
+    payload = load_results(out)
     train, test = get_data("fashion-mnist", PER_CLASS)
     payload.update(chapter="07", dataset="fashion-mnist", profile="quick (stage-1 recipe, epochs reduced, batch 32)",
                    train_images=len(train), per_class=PER_CLASS, test_images=len(test), epochs=EPOCHS, widths=list(WIDTHS),
@@ -67,20 +66,15 @@ def main(argv=None) -> None:
     for label, kind, m, k in RUNS:
         if (label, args.seed) in done:
             continue
-        torch.manual_seed(args.seed)
-        net = bs.build(kind, train.num_classes, train.in_channels, m=m or 32, k=k or 16, widths=WIDTHS,
-                       mode="materialised")  # fmt: skip
-        t0 = time.perf_counter()
-        res = train_eval(net, train, test, EPOCHS, args.seed)
+        net, res, secs = trained(partial(bs.build, kind, train.num_classes, train.in_channels, m=m or 32, k=k or 16,
+                                         widths=WIDTHS, mode="materialised"), train, test, EPOCHS, args.seed)
         row = {"label": label, "kind": kind, "m": m or None, "k": k or None, **res, **file_sizes(net, kind)}
         if kind == "binary":  # its file: 1 bit per conv weight + the same float32 rest as the stacked nets
             conv = sum(p.numel() for n, p in net.named_parameters() if n.endswith("proxy"))
             row["file_bytes"] = row["fp32_file_bytes"] - 4 * conv + (conv + 7) // 8
             row["file_bytes_note"] = "computed: fp32 file minus 4 bytes per binary weight plus 1 bit each"
-        runs.append(row)
-        write(out, payload)
-        print(f"{label}: acc {100 * res['acc']:.2f} %, file {row.get('file_bytes')} B "
-              f"(fp32 {row['fp32_file_bytes']} B), {time.perf_counter() - t0:.0f} s", flush=True)  # fmt: skip
+        record(out, payload, row, f"{label}: acc {100 * res['acc']:.2f} %, file {row.get('file_bytes')} B "
+               f"(fp32 {row['fp32_file_bytes']} B), {secs:.0f} s")  # fmt: skip
     write(out, payload)
 
 

@@ -3,13 +3,13 @@
 Two parts, each its own results file (rewritten after every run; a rerun skips the runs
 already there, so the script can be stopped and resumed):
 
-* ``--part balanced`` → ``benchmarks/results/kd_quick.json``: balanced Fashion-MNIST subsample
+* ``--part balanced`` → ``experiments/results/kd_quick.json``: balanced Fashion-MNIST subsample
   (200 training images per class, seed-0 draw; the full 10,000-image test set). Teacher cnn6
   trained with CE (quick profile, 15 epochs, seed 0); students cnn6x0.5 (quick profile, 6 epochs,
   batch 64), seeds 0, 1, 2: student alone (CE), KD, KD+LR, KD+DS, KD+LR+DS, DKD, DKD+LR+DS, the control
   for label revision (kd-mix: the label mixed in at the constant β = η on every sample), and
   the selected-fraction ablation of KD+DS (r = 0.5, 0.7; 0.9 is the table's KD+DS, 1.0 is KD).
-* ``--part lt`` → ``benchmarks/results/kd_lt_quick.json``: Fashion-MNIST-LT (IF 100, n_max 500,
+* ``--part lt`` → ``experiments/results/kd_lt_quick.json``: Fashion-MNIST-LT (IF 100, n_max 500,
   1,236 training images, so every shot group is present). Teachers cnn6 trained on the long
   tail with CE and with GCL two-stage (15 + 3 epochs, seed 0); students cnn6x0.5 alone (CE), KD
   and KD+LR+DS from each teacher, seeds 0, 1, 2, with shot-group accuracies.
@@ -17,27 +17,28 @@ already there, so the script can be stopped and resumed):
 Sizes are chosen so that everything runs in minutes on two shared CPU cores; the teacher is a
 cnn6 (4× the student's parameters) because the teacher's forward pass dominates a KD step.
 
-The teachers are saved (float16 weights, < 1 MB each) as ``benchmarks/results/kd_teacher_*.pt``
+The teachers are saved (float16 weights, < 1 MB each) as ``experiments/results/kd_teacher_*.pt``
 so chapters 4–5 can load them instead of training them; the runs here use the saved (rounded)
 weights too, so notebook and table distil the same teacher.
 
-    LTKD_THREADS=1 python benchmarks/kd_table.py --part balanced
-    LTKD_THREADS=1 python benchmarks/kd_table.py --part lt
+    LTKD_THREADS=1 python experiments/kd_table.py --part balanced
+    LTKD_THREADS=1 python experiments/kd_table.py --part lt
 
 In parallel: ``--teachers-only`` first, then one process per ``--seeds N --out PART.json``, then
-``--merge PART*.json --out benchmarks/results/kd_quick.json``.
+``--merge PART*.json --out experiments/results/kd_quick.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
 import torch
+from common import load_results, report, write_results
 
+from ltkd.checkpoint import atomic_write
 from ltkd.data import load, long_tail
 from ltkd.experiment import environment, evaluate, prepare_data, run
 from ltkd.methods.distill import load_teacher, training_error
@@ -54,7 +55,6 @@ SEEDS = (0, 1, 2)
 METHODS = ("ce", "kd", "kd-lr", "kd-ds", "kd-lr-ds", "dkd", "dkd-lr-ds", "kd-mix")
 FRACTIONS = (0.5, 0.7)
 LT_METHODS = ("kd", "kd-lr-ds", "kd-lr", "kd-ds", "kd-mix")
-KEEP = ("overall", "balanced", "many", "medium", "few", "head", "middle", "tail", "per_class")
 
 
 def balanced_data():
@@ -78,10 +78,9 @@ def student_profile():
 
 def save_teacher_fp16(net: torch.nn.Module, path: Path, **meta) -> None:
     sd = {k: (v.half() if v.is_floating_point() else v) for k, v in net.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"state_dict": sd, "arch": TEACHER, "num_classes": 10, "in_channels": 1,
-                "head": type(net.head).__name__, **meta}, tmp)  # fmt: skip
-    os.replace(tmp, path)
+    ck = {"state_dict": sd, "arch": TEACHER, "num_classes": 10, "in_channels": 1, "head": type(net.head).__name__,
+          **meta}  # fmt: skip
+    atomic_write(path, lambda f: torch.save(ck, f))
 
 
 def get_teacher(key: str, method: str, data, dev, doc: dict) -> torch.nn.Module:
@@ -91,15 +90,15 @@ def get_teacher(key: str, method: str, data, dev, doc: dict) -> torch.nn.Module:
         t0 = time.perf_counter()
         _, net = run(method=method, dataset="fashion-mnist", imbalance=data[0].meta.get("imbalance", 1), model=TEACHER,
                      seed=0, profile=teacher_profile(), device=str(dev), data=data, progress=False)  # fmt: skip
-        save_teacher_fp16(net, path, method=method, seed=0, trained_by="benchmarks/kd_table.py",
+        save_teacher_fp16(net, path, method=method, seed=0, trained_by="experiments/kd_table.py",
                           seconds=round(time.perf_counter() - t0, 1))  # fmt: skip
     teacher = load_teacher(path, 10, 1, dev)
     if key not in doc["teachers"]:
         rep = evaluate(teacher, data[1], data[0].counts, dev)
         doc["teachers"][key] = {
-            "model": TEACHER, "method": method, "file": f"benchmarks/results/{path.name}",
+            "model": TEACHER, "method": method, "file": f"experiments/results/{path.name}",
             "train_error": training_error(teacher, data[0], dev),
-            **{k: rep[k] for k in KEEP},
+            **report(rep),
             "seconds": torch.load(path, weights_only=True).get("seconds"),
         }  # fmt: skip
     return teacher
@@ -110,7 +109,7 @@ def main() -> None:
     ap.add_argument("--part", choices=["balanced", "lt"], required=True)
     ap.add_argument("--device", default=None)
     ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), help="student seeds to run")
-    ap.add_argument("--out", default=None, help="results file (default benchmarks/results/kd[_lt]_quick.json)")
+    ap.add_argument("--out", default=None, help="results file (default experiments/results/kd[_lt]_quick.json)")
     ap.add_argument("--teachers-only", action="store_true", help="train/record the teachers, run no student")
     ap.add_argument("--tables", nargs="+", default=None, help="run only these tables (main, ablation, lt)")
     ap.add_argument("--methods", nargs="+", default=None, help="run only these methods")
@@ -129,14 +128,12 @@ def main() -> None:
                                if (r["table"], r["teacher"], r["method"], r["seed"], r["fraction"]) not in have]
             merged["teachers"].update(d["teachers"])
         merged["seeds"] = sorted({r["seed"] for r in merged["runs"]})
-        tmp = Path(args.out).with_suffix(".tmp")
-        tmp.write_text(json.dumps(merged, indent=1))
-        os.replace(tmp, args.out)
+        write_results(args.out, merged)
         return
     dev = get_device(args.device)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = Path(args.out) if args.out else RESULTS / ("kd_quick.json" if args.part == "balanced" else "kd_lt_quick.json")
-    doc = json.loads(out.read_text()) if out.is_file() else {}
+    doc = load_results(out)
     data = balanced_data() if args.part == "balanced" else lt_data()
     doc.update(
         dataset="fashion-mnist" + (f" balanced, {N_PER_CLASS}/class" if args.part == "balanced"
@@ -149,15 +146,13 @@ def main() -> None:
         device=str(dev), torch=torch.__version__, environment=environment(dev),
         defaults={"T": 4, "kd": "0.1·CE + 0.9·KD", "dkd": "α=1, β=8, warm-up 1 epoch", "eta": 0.8, "fraction": 0.9,
                   "selection": "teacher true-class margin, top fraction"},
-        script="benchmarks/kd_table.py --part " + args.part,
+        script="experiments/kd_table.py --part " + args.part,
     )  # fmt: skip
     doc.setdefault("teachers", {})
     doc.setdefault("runs", [])
 
     def save():
-        tmp = out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(doc, indent=1))
-        os.replace(tmp, out)
+        write_results(out, doc)
 
     if args.part == "balanced":
         teachers = {"fmnist": get_teacher("fmnist", "ce", data, dev, doc)}
@@ -193,7 +188,7 @@ def main() -> None:
                    seed=seed, profile=student_profile(), device=str(dev), options=opts, data=data,
                    progress=False)  # fmt: skip
         doc["runs"].append({"table": table, "teacher": tkey, "method": method,
-                            "seed": seed, "fraction": frac, **{k: m[k] for k in KEEP},
+                            "seed": seed, "fraction": frac, **report(m),
                             "seconds": round(time.perf_counter() - t0, 1)})  # fmt: skip
         save()
         print(f"{table} {tkey} {method} seed {seed} fraction {frac}: {100 * m['overall']:.2f} % "

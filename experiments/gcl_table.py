@@ -5,7 +5,7 @@ One CE stage 1 per seed serves both CE and CE+cRT, and one GCL stage 1 per seed 
 stage 1" and "GCL two-stage" (``ltkd.experiment.run(..., stage1_state=...)``), so each pair
 differs only by its stage 2.
 
-    LTKD_THREADS=1 python benchmarks/gcl_table.py            # writes benchmarks/results/gcl_quick.json
+    LTKD_THREADS=1 python experiments/gcl_table.py            # writes experiments/results/gcl_quick.json
 
 The JSON is rewritten after every run, and a rerun skips the (method, seed) pairs already there
 (stage-1 states are cached in ``runs/gcl_table_cache``), so the script can be stopped and resumed.
@@ -13,13 +13,12 @@ The JSON is rewritten after every run, and a rerun skips the (method, seed) pair
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import time
 from pathlib import Path
 
 import torch
+from common import REPORT_KEYS, load_results, table_parser, write_results
 
 from ltkd.experiment import clone_state, environment, prepare_data, run
 from ltkd.train import get_device
@@ -36,15 +35,11 @@ RUNS = [
     ("LDAM-DRW", "ldam-drw", None),
     ("GCL angular two-stage", "gcl-angular", None),
 ]
-KEEP = ("overall", "balanced", "many", "medium", "few", "head", "middle", "tail", "per_class", "groups", "grouping")
+KEEP = (*REPORT_KEYS, "groups", "grouping")
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dataset", default="fashion-mnist")
-    ap.add_argument("--imbalance", type=float, default=100)
-    ap.add_argument("--profile", default="quick")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap = table_parser(__doc__)
     ap.add_argument("--only", nargs="*", default=None, help="labels to run (default: all)")
     ap.add_argument("--out", default=str(ROOT / "results" / "gcl_quick.json"))
     ap.add_argument("--cache", default="runs/gcl_table_cache")
@@ -60,7 +55,7 @@ def main(argv=None) -> None:
     cache.mkdir(parents=True, exist_ok=True)
     data = prepare_data(args.dataset, args.imbalance)
     dev = get_device()
-    res = json.loads(out.read_text()) if out.is_file() else {}
+    res = load_results(out)
     res.update(dataset=data[0].name, imbalance=args.imbalance, profile=args.profile, seeds=args.seeds,
                device=str(dev), environment=environment(dev), torch=torch.__version__,
                train_counts=[int(c) for c in data[0].counts], classes=list(data[0].classes),
@@ -89,24 +84,21 @@ def main(argv=None) -> None:
             row.update(method=method, seed=seed, seconds=round(wall, 1), stage1_from=source,
                        stage_epochs=m["stage_epochs"], model=m["model"])  # fmt: skip
             res["runs"][key] = row
-            tmp = out.with_suffix(".json.tmp")
-            out.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(res, indent=1))
-            os.replace(tmp, out)
+            write_results(out, res)
             print(f"{key:28s} overall {100 * m['overall']:.1f}  head {100 * m['head']:.1f}  "
                   f"middle {100 * m['middle']:.1f}  tail {100 * m['tail']:.1f}  ({wall:.0f} s)", flush=True)
 
 
 def merge(files: list[str], out: Path) -> None:
     """Merge result files written by parallel runs (say one per seed) into ``out``."""
-    res: dict = json.loads(out.read_text()) if out.is_file() else {"runs": {}}
+    res: dict = load_results(out) or {"runs": {}}
     for f in files:
         part = json.loads(Path(f).read_text())
         runs = {**res.get("runs", {}), **part.pop("runs", {})}
         res = {**part, **{k: v for k, v in res.items() if k != "runs"}, "runs": runs} if res.get("dataset") else {
             **part, "runs": runs}
     res["seeds"] = sorted({r["seed"] for r in res["runs"].values()})
-    out.write_text(json.dumps(res, indent=1))
+    write_results(out, res)
     print(f"merged {len(files)} files into {out}: {len(res['runs'])} runs, seeds {res['seeds']}")
 
 

@@ -4,16 +4,16 @@ results file rewritten after every run (so a stopped sweep keeps what it finishe
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from bench_paths import cifar10_jpeg
+from common import cifar10_jpeg, write_results
 
 from ltkd.data import ImageData, load
 from ltkd.metrics import count_flops, count_params
@@ -60,6 +60,15 @@ def train_eval(model: torch.nn.Module, train: ImageData, test: ImageData, epochs
             "seed": seed, "batch_size": BATCH}  # fmt: skip
 
 
+def trained(build: Callable[[], torch.nn.Module], train: ImageData, test: ImageData, epochs: int,
+            seed: int) -> tuple[torch.nn.Module, dict, float]:  # fmt: skip
+    """``build()`` under ``torch.manual_seed(seed)``, then :func:`train_eval`: ``(network, its results, seconds)``."""
+    torch.manual_seed(seed)
+    net = build()
+    t0 = time.perf_counter()
+    return net, train_eval(net, train, test, epochs, seed), time.perf_counter() - t0
+
+
 def environment() -> dict:
     dev = get_device()
     return {"device": str(dev), "torch": torch.__version__, "threads": torch.get_num_threads(),
@@ -68,7 +77,11 @@ def environment() -> dict:
 
 
 def write(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=1))
-    os.replace(tmp, path)
+    write_results(path, payload)
+
+
+def record(path: Path, payload: dict, row: dict, message: str) -> None:
+    """One finished run into ``payload["runs"]``, the results file rewritten at once, and ``message`` printed."""
+    payload["runs"].append(row)
+    write(path, payload)
+    print(message, flush=True)

@@ -2,12 +2,12 @@
 
 For a GPU (the paper profile is 200 epochs of ResNet-32; see ``ltkd.profiles``)::
 
-    python benchmarks/reproduce.py                      # all methods, seeds 0 1 2; resumes finished runs
-    python benchmarks/reproduce.py --time-budget 540    # start no run that would not finish in 540 s
-    python benchmarks/reproduce.py --collect            # only gather finished runs into the results file
-    python benchmarks/reproduce.py --status             # how far each run has got (epoch, s/epoch, time left)
-    python benchmarks/reproduce.py --smoke              # CPU check of the whole path (1 epoch, tiny data)
-    python benchmarks/reproduce.py --park               # copy unfinished runs' checkpoints into the repository
+    python experiments/reproduce.py                      # all methods, seeds 0 1 2; resumes finished runs
+    python experiments/reproduce.py --time-budget 540    # start no run that would not finish in 540 s
+    python experiments/reproduce.py --collect            # only gather finished runs into the results file
+    python experiments/reproduce.py --status             # how far each run has got (epoch, s/epoch, time left)
+    python experiments/reproduce.py --smoke              # CPU check of the whole path (1 epoch, tiny data)
+    python experiments/reproduce.py --park               # copy unfinished runs' checkpoints into the repository
 
 Each run writes ``OUT/<method>/seed<k>/metrics.json`` (``ltkd.experiment.run``'s metrics, with the
 environment: device name, torch / torchvision / numpy versions, ltkd commit, wall time).
@@ -23,7 +23,7 @@ pass over 10,000 images: seconds on a GPU; 23–27 s for ResNet-32 on two CPU co
 and the best evaluated epoch, which is model selection on the test set — what the published numbers
 report — and is shown beside the last epoch's accuracy, never in its place.
 
-After the runs, ``benchmarks/results/reproduction.json`` collects every finished paper-profile run
+After the runs, ``experiments/results/reproduction.json`` collects every finished paper-profile run
 (smoke runs never: they are marked and skipped) and ``book/reproduction.md``'s table is rewritten
 from it. Data: the CIFAR-10 JPEG copy at ``../shared/data/cifar10-jpeg`` when present (labelled
 "CIFAR-10 (JPEG copy)"), else torchvision's CIFAR-10 (``--dataset cifar10``).
@@ -45,11 +45,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_paths import cifar10_jpeg  # noqa: E402
+from common import RESULTS as RESULTS_DIR  # noqa: E402
+from common import ROOT, cifar10_jpeg, write_results  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+from ltkd.checkpoint import atomic_write  # noqa: E402
+
 JPEG_COPY = cifar10_jpeg()  # $LTKD_CIFAR10_JPEG, ../shared/data/cifar10-jpeg or benchmarks/out/
-RESULTS = ROOT / "benchmarks" / "results" / "reproduction.json"
+RESULTS = RESULTS_DIR / "reproduction.json"
 BOOK_PAGE = ROOT / "book" / "reproduction.md"
 METHODS = ["ce", "crt", "ldam-drw", "la", "gcl", "h2t"]
 LABELS = {"ce": "CE", "crt": "CE + cRT", "ldam-drw": "LDAM-DRW", "la": "logit adjustment", "gcl": "GCL (two-stage)",
@@ -63,7 +65,7 @@ PUBLISHED = {
     "gcl": (82.7, "Li et al. 2022; approximate, not verified against the paper's table"),
     "h2t": (None, "H2T publishes CIFAR-100-LT only"),
 }
-PARKED = ROOT / "benchmarks" / "results" / "unfinished"  # --park: unfinished runs' checkpoints, to commit
+PARKED = RESULTS_DIR / "unfinished"  # --park: unfinished runs' checkpoints, to commit
 EVAL_EVERY = 10  # --eval-every's default: test every 10th epoch of each stage (and its last)
 SMOKE = {"epochs": 1, "stage2_epochs": 1, "n_max": 60, "test_per_class": 20}
 
@@ -127,9 +129,7 @@ def run_one(method: str, seed: int, data, label: str, outdir: Path, smoke: bool,
     path = outdir / "metrics.json"
     m = json.loads(path.read_text())
     m["reproduction"] = extra
-    tmp = path.with_name("metrics.json.tmp")
-    tmp.write_text(json.dumps(m, indent=2))
-    os.replace(tmp, path)
+    write_results(path, m, indent=2)
     return m
 
 
@@ -209,7 +209,6 @@ def park(out: Path, parked: Path) -> list[str]:
     the repository): committed, they let the run continue on another machine or in a fresh checkout, where
     ``runs/`` is empty. A run starting without checkpoints of its own takes its parked ones (``unpark``); the
     fingerprint in every checkpoint makes sure they belong to the same run."""
-    import shutil
 
     lines, here = [], device_here()
     for run_dir in sorted(Path(out).glob("*/seed*")):
@@ -223,9 +222,7 @@ def park(out: Path, parked: Path) -> list[str]:
         (dest / "parked.json").write_text(json.dumps({"device_name": here, "parked": time.strftime(
             "%Y-%m-%d %H:%M UTC", time.gmtime()), "versions": versions()}, indent=2) + "\n")  # fmt: skip
         for ck in cks:
-            tmp = dest / (ck.name + ".tmp")
-            shutil.copy2(ck, tmp)
-            os.replace(tmp, dest / ck.name)
+            atomic_write(dest / ck.name, ck.read_bytes())
             epoch = torch.load(dest / ck.name, map_location="cpu", weights_only=True)["epoch"]
             lines.append(f"{run_dir.parent.name} {run_dir.name}: {ck.stem} epoch {epoch} parked in {dest / ck.name}")
     return lines or [f"no unfinished runs under {out}"]
@@ -469,8 +466,7 @@ def collect(out_dirs: list[str], results: Path = RESULTS, page: Path = BOOK_PAGE
                           "are excluded.",
            "published": {k: {"top1": v[0], "source": v[1]} for k, v in PUBLISHED.items()},
            "summary": summary, "runs": runs}  # fmt: skip
-    results.parent.mkdir(parents=True, exist_ok=True)
-    results.write_text(json.dumps(doc, indent=2) + "\n")
+    write_results(results, doc, indent=2, end="\n")
     if page.is_file():
         plot_curves(runs, page.parent / FIGURE)
         write_table(page, doc)
@@ -485,7 +481,7 @@ def table_markdown(doc: dict) -> str:
     if not doc["runs"]:
         return ("**No paper-profile run has finished yet.** A run is 200 epochs of ResNet-32 (minutes on a GPU, "
                 "about four hours on two CPU cores), so the measured column is empty rather than filled with "
-                "numbers nobody measured. `python benchmarks/reproduce.py` fills it.")  # fmt: skip
+                "numbers nobody measured. `python experiments/reproduce.py` fills it.")  # fmt: skip
     lines = ["| method | published top-1 (%) | measured top-1 (%), mean ± std | seeds | data | device |",
              "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     for method, s in doc["summary"].items():
@@ -519,7 +515,7 @@ def table_markdown(doc: dict) -> str:
         lines += ["", f"```{{figure}} {FIGURE}", ":name: reproduction-curves", "",
                   "Test top-1 during training of the runs that evaluated the test set (every 10th epoch and each "
                   "stage's end), overall and on the tail third of the classes; a dotted line where the second stage "
-                  "starts. Drawn by `python benchmarks/reproduce.py --collect` from the results file.", "```"]  # fmt: skip
+                  "starts. Drawn by `python experiments/reproduce.py --collect` from the results file.", "```"]  # fmt: skip
     return "\n".join(lines)
 
 
@@ -558,7 +554,7 @@ def main(argv=None) -> int:
                    help="only copy unfinished runs' checkpoints to --parked, to commit and continue elsewhere")
     p.add_argument("--parked", default=str(PARKED),
                    help="where --park puts checkpoints and where a run without its own looks for them "
-                        "(default benchmarks/results/unfinished)")
+                        "(default experiments/results/unfinished)")
     p.add_argument("--results", default=str(RESULTS), help="results file to (re)write")
     p.add_argument("--no-collect", action="store_true", help="do not touch the results file or the book page")
     p.add_argument("--no-page", action="store_true", help="collect into --results but leave the book page alone")

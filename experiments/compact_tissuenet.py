@@ -4,7 +4,7 @@ Fashion-MNIST (balanced, a seeded subsample of the training set, the full 10,000
 and, where ``../shared/data/cifar10-jpeg`` exists, CIFAR-10 (JPEG copy, subsampled the same way);
 the ``quick`` profile's stage-1 recipe (SGD, lr 0.1, cosine, batch 128) with fewer epochs.
 
-    LTKD_THREADS=1 python benchmarks/compact_tissuenet.py   # writes benchmarks/results/compact_tissuenet_quick.json
+    LTKD_THREADS=1 python experiments/compact_tissuenet.py   # writes experiments/results/compact_tissuenet_quick.json
 
 The results file is rewritten after every run; a rerun skips runs already there.
 """
@@ -12,12 +12,11 @@ The results file is rewritten after every run; a rerun skips runs already there.
 from __future__ import annotations
 
 import argparse
-import json
-import time
+from functools import partial
 from pathlib import Path
 
-import torch
-from compact_common import environment, get_data, train_eval, write
+from common import load_results
+from compact_common import environment, get_data, record, trained, write
 
 from ltkd.methods import tissuenet as tn
 
@@ -46,7 +45,7 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     out = Path(args.out)
-    payload = json.loads(out.read_text()) if out.is_file() else {}
+    payload = load_results(out)
     payload.setdefault("datasets", {})
     payload.update(chapter="06", profile="quick (stage-1 recipe, epochs reduced, batch 32)", widths=list(WIDTHS),
                    blocks_per_stage=1, environment=environment())  # fmt: skip
@@ -65,17 +64,13 @@ def main(argv=None) -> None:
         for label, style, m, hybrid in RUNS:
             if label not in labels or (ds, label, args.seed) in done:
                 continue
-            torch.manual_seed(args.seed)
-            net = tn.build(style, train.num_classes, train.in_channels, m=m, widths=WIDTHS,
-                           hybrid=tn.HYBRID_UNITS if hybrid else None, seed=args.seed)  # fmt: skip
-            t0 = time.perf_counter()
-            res = train_eval(net, train, test, epochs, args.seed)
+            build = partial(tn.build, style, train.num_classes, train.in_channels, m=m, widths=WIDTHS,
+                            hybrid=tn.HYBRID_UNITS if hybrid else None, seed=args.seed)  # fmt: skip
+            net, res, secs = trained(build, train, test, epochs, args.seed)
             row = {"dataset": ds, "label": label, "style": style, "m": m, "pattern": net.pattern,
                    "units": [u.name for u in net.unit_types], **res}  # fmt: skip
-            runs.append(row)
-            write(out, payload)
-            print(f"{ds} {label}: acc {100 * res['acc']:.2f} %, params {res['params']}, "
-                  f"{res['flops'] / 1e6:.1f} MFLOPs, {time.perf_counter() - t0:.0f} s", flush=True)  # fmt: skip
+            record(out, payload, row, f"{ds} {label}: acc {100 * res['acc']:.2f} %, params {res['params']}, "
+                   f"{res['flops'] / 1e6:.1f} MFLOPs, {secs:.0f} s")  # fmt: skip
     write(out, payload)
 
 
