@@ -184,8 +184,8 @@ def run_fingerprint(model: nn.Module, objective: nn.Module, data: ImageData, con
 
 def data_digest(data: ImageData) -> str:
     """sha1 of a data set's content, every pixel and label (shapes and dtypes included): two image folders with the
-    same labels but other images differ here, so a checkpoint is never resumed on other data. (About 0.1 s for
-    50,000 28×28 images.)"""
+    same labels but other images differ here, so a checkpoint is never resumed on other data. (0.07 s for
+    Fashion-MNIST's 60,000 training images, measured on a shared 2-core machine.)"""
     h = hashlib.sha1()
     for t in (data.images, data.labels):
         a = np.ascontiguousarray(torch.as_tensor(t).detach().cpu().numpy())
