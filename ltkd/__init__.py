@@ -1,8 +1,10 @@
 """ltkd — long-tailed recognition and knowledge distillation: the book's helper package.
 
-Modules: ``data`` (sources, long tails, samplers, tensor loader), ``models``, ``train`` (the
-engine), ``metrics``, ``profiles``, ``experiment`` (one run end to end), ``methods`` (one file
-per method), ``viz`` (plots the chapters share) and ``cli`` (the ``ltkd`` command).
+Modules: ``data`` (sources, long tails, samplers, tensor loader), ``models``, ``objective`` (what the
+engine trains under), ``train`` (the engine), ``checkpoint`` (model files, checkpoints, the atomic write),
+``device``, ``progress``, ``metrics``, ``profiles``, ``experiment`` (one run end to end, a distillation),
+``methods`` (one file per method), ``viz`` (plots the chapters share) and ``cli`` (the ``ltkd`` command).
+CONTRIBUTING.md draws their layers.
 """
 
 import os as _os

@@ -37,7 +37,7 @@ class TrainConfig:
     mixup: float = 0.0  # Beta(α, α) mixup for every LossObjective of the stage; 0 = off
     # defaults this profile gives method options read in this stage (ltkd.methods.Option: a method's
     # published setting that differs from the quick runs', e.g. GCL's stage-1 mixup); the user's options win
-    option_defaults: dict = field(default_factory=dict, hash=False)
+    option_defaults: dict = field(default_factory=dict, hash=False, repr=False)
 
     def replace(self, **kw) -> TrainConfig:
         return replace(self, **kw)

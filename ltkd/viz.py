@@ -116,14 +116,21 @@ GROUP_KEYS = ("overall", "balanced", "many", "medium", "few", "head", "middle", 
 
 
 def group_table(reports: dict[str, dict], keys: Sequence[str] = GROUP_KEYS, percent: bool = True):
-    """A DataFrame: one row per model (dict label → accuracy report), one column per group."""
+    """A DataFrame: one row per model (dict label → accuracy report), one column per group.
+
+    Numbers are rounded to 0.1 (percent); an empty group (``None``, e.g. no few-shot class) shows as "–".
+    """
     import pandas as pd
 
     rows = {}
     for label, r in reports.items():
-        rows[label] = {k: (None if r.get(k) is None else (100 * r[k] if percent else r[k])) for k in keys}
-    df = pd.DataFrame.from_dict(rows, orient="index")
-    return df.round(1) if percent else df
+        rows[label] = {k: (np.nan if r.get(k) is None else float(100 * r[k] if percent else r[k])) for k in keys}
+    df = pd.DataFrame.from_dict(rows, orient="index", dtype=float)
+    if percent:
+        df = df.round(1)
+    if df.isna().any().any():
+        df = df.astype(object).where(df.notna(), "–")
+    return df
 
 
 def mean_std_table(runs: dict[str, list[dict]], keys: Sequence[str] = GROUP_KEYS):

@@ -176,3 +176,24 @@ def test_compact_networks_are_models_of_ltkd_train_and_distill(model, tmp_path):
                  "--out", str(tmp_path / "d")]) == 0  # fmt: skip
     m = json.loads((tmp_path / "d" / "metrics.json").read_text())
     assert m["model"] == model and m["teacher"]["model"] == "cnn6x0.5"
+
+
+def test_one_check_for_a_setting_however_it_comes_in(capsys):
+    """A method option is checked by its own declaration (Option.check) from --set, its flag and run(options=...)
+    alike; a method that reads an option nobody declared fails at once."""
+    from ltkd.errors import LtkdError
+    from ltkd.experiment import run
+    from ltkd.methods import Context, get_method
+    from ltkd.profiles import get_profile
+
+    with pytest.raises(LtkdError, match=r"^option fusion_ratio must be in \[0, 1\], got 2$"):
+        run("h2t", options={"fusion_ratio": 2}, device="cpu", progress=False)
+    assert main(["train", "--method", "h2t", "--set", "fusion_ratio=2"]) == 2
+    assert capsys.readouterr().err.strip() == "ltkd: error: option fusion_ratio must be in [0, 1], got 2"
+    assert main(["train", "--method", "h2t", "--fusion-ratio", "2"]) == 2
+    assert capsys.readouterr().err.strip() == "ltkd: error: --fusion-ratio must be in [0, 1], got 2"
+    ctx = Context(train=None, profile=get_profile("quick"), device="cpu")
+    with pytest.raises(LtkdError, match="'no_such_option' is read but not declared"):
+        ctx.option("no_such_option")
+    assert get_method("gcl").stages[1].sampler(Context(train=None, profile=get_profile("quick"), device="cpu",
+                                                       options={"gcl_sampler": "sqrt"})) == "sqrt"  # fmt: skip

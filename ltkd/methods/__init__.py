@@ -8,8 +8,11 @@ top to bottom beside its chapter:
 * ``gcl.py``, ``h2t.py``, ``distill.py``, ``label_revision.py``, ``tissuenet.py``,
   ``binary_stack.py`` — chapters 2–7.
 
-A method file registers its recipes with :func:`register`; importing this package imports
-them all.
+A method file registers its recipes with :func:`register` and declares the options it reads with
+:func:`option` (name, kind, default, help, range) beside the code that reads them (``ctx.option(name)``:
+the user's value, else the profile's stage config's ``option_defaults``, else the declared default);
+:meth:`Option.check` is the one validation of a setting. Importing this package imports every method
+file (plain imports: a missing one is an error); the compact networks' files register their models.
 """
 
 from __future__ import annotations
