@@ -15,7 +15,7 @@ import math
 import sys
 from pathlib import Path
 
-from .errors import LtkdError
+from .errors import LtkdError, one_line
 from .profiles import PROFILES
 
 
@@ -42,6 +42,21 @@ def _nonnegative_int(s: str) -> int:
     if v < 0:
         raise argparse.ArgumentTypeError(f"must be 0 (off) or positive, got {v}")
     return v
+
+
+def _seed(s: str) -> int:
+    from .experiment import check_seed
+
+    try:
+        return check_seed(int(s))
+    except ValueError as e:  # int("x"), or LtkdError (a ValueError): out of range
+        raise argparse.ArgumentTypeError(str(e) if isinstance(e, LtkdError) else f"expected a whole number, got {s!r}") from None
+
+
+def _out(s: str) -> str:
+    if not s.strip():
+        raise argparse.ArgumentTypeError("the output folder is an empty path; give a folder")
+    return s
 
 
 def _imbalance(s: str) -> float:
@@ -84,12 +99,15 @@ def _add_common(p: argparse.ArgumentParser, *, imbalance: float, out: str, flags
                    help=f"imbalance factor n_max/n_min (1 = balanced; default {imbalance:g})")  # fmt: skip
     p.add_argument("--lt-profile", default="exp", choices=["exp", "step"])
     p.add_argument("--epochs", type=_positive_int, default=None, help="stage-1 epochs (default: the profile's)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0, help="0 to 2**63 - 1")
     p.add_argument("--profile", default=None, choices=list(PROFILES),
                    help="default: $LTKD_PROFILE or quick; `paper` is the long-tailed CIFAR recipe (200 epochs), "
                         "`kd-paper` the KD papers' CIFAR-100 one (240 epochs, batch 64, lr 0.05)")  # fmt: skip
     p.add_argument("--device", default=None, help="cpu | cuda | mps (default: $LTKD_DEVICE, else the best there is)")
-    p.add_argument("--out", default=out, help=f"output folder for metrics.json and model.pt (default {out})")
+    p.add_argument("--out", type=_out, default=out, help=f"output folder for metrics.json and model.pt (default {out})")
+    p.add_argument("--resume-unfingerprinted", action="store_true",
+                   help="resume checkpoints in OUT/checkpoints that do not record the run (or the data) that wrote "
+                        "them, from an older ltkd: you vouch they are this run's (without it they are refused)")
     for flag, key in flags.items():
         p.add_argument(flag, dest=f"flag_{key}", default=None, metavar="X", help=f"{OPTIONS[key].help} (= --set {key}=X)")
     p.add_argument("--import", action="append", default=[], metavar="MODULE", dest="imports",
@@ -139,6 +157,7 @@ def cmd_train(args) -> int:
         method=args.method, dataset=args.dataset, imbalance=args.imbalance, model=args.model,
         epochs=args.epochs, seed=args.seed, profile=args.profile, out=args.out, device=args.device,
         options=_options(args), lt_profile=args.lt_profile, eval_every=args.eval_every,
+        resume_unfingerprinted=args.resume_unfingerprinted,
     )  # fmt: skip
     return _report(metrics, args.out, args.json)
 
@@ -150,7 +169,7 @@ def cmd_distill(args) -> int:
         method=args.method, teacher=args.teacher, student=args.student, dataset=args.dataset,
         imbalance=args.imbalance, lt_profile=args.lt_profile, epochs=args.epochs, teacher_epochs=args.teacher_epochs,
         seed=args.seed, profile=args.profile, out=args.out, device=args.device, options=_options(args),
-        eval_every=args.eval_every,
+        eval_every=args.eval_every, resume_unfingerprinted=args.resume_unfingerprinted,
     )  # fmt: skip
     return _report(metrics, args.out, args.json)
 
@@ -246,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return args.func(args)
     except LtkdError as e:
-        print(f"ltkd: error: {e}", file=sys.stderr)
+        print(f"ltkd: error: {one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ltkd: interrupted (checkpoints in OUT/checkpoints resume the run)", file=sys.stderr)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import LtkdError
+from .errors import LtkdError, first_line
 
 __all__ = ["get_device", "seed_everything", "use_channels_last", "compile_mode", "compiled", "env_flag"]
 
@@ -27,11 +27,11 @@ def get_device(preferred: str | torch.device | None = None) -> torch.device:
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise LtkdError(f"device {name!r} asked for, but CUDA is not available here")
         if dev.type not in ("cpu", "cuda"):  # mps, xpu, ...: usable only if this torch build and machine have it
-            try:
-                torch.empty(1, device=dev)
-            except (RuntimeError, AssertionError) as e:
-                raise LtkdError(f"device {name!r} asked for, but it is not available here: "
-                                f"{str(e).splitlines()[0][:160]}") from e  # fmt: skip
+            try:  # and only if it holds data: a tensor made there must come back (``meta`` holds none)
+                torch.ones(1, device=dev).cpu()
+            except Exception as e:  # RuntimeError, AssertionError, NotImplementedError (meta), ...
+                raise LtkdError(f"device {name!r} asked for, but it is not available here (or holds no data): "
+                                f"{first_line(e, 160)}") from e  # fmt: skip
         return dev
     if torch.cuda.is_available():
         return torch.device("cuda")

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 import platform
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -18,11 +19,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from .checkpoint import load_model_state, module_digest, save_model, write_json
+from .checkpoint import claim_checkpoints, load_model_state, module_digest, remove_checkpoints, save_model, write_json
 from .data import ImageData, load, long_tail
 from .device import get_device
 from .distributed import is_main
-from .errors import LtkdError
+from .errors import LtkdError, first_line
 from .methods import METHODS, Context, Recipe, check_options, get_method, stage_config, stage_head
 from .methods.distill import load_teacher, training_error
 from .metrics import accuracy_report, count_flops, count_params
@@ -31,7 +32,54 @@ from .profiles import Profile, get_profile
 from .train import fit, predict
 
 __all__ = ["run", "run_stages", "distill", "train_teacher", "prepare_data", "evaluate", "best_evaluated",
-           "environment"]
+           "environment", "check_output_folder", "check_seed", "checkpoint_names"]
+
+
+SEED_MAX = 2**63 - 1  # torch takes seeds < 2**64; a stage adds 1000 per stage index, a DDP rank 7919 per rank
+
+
+def check_seed(seed: object) -> int:
+    """``seed`` if it is a whole number in 0..2**63 − 1 (what every generator ltkd seeds accepts), else
+    :class:`LtkdError`."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+        raise LtkdError(f"seed must be a whole number from 0 to 2**63 - 1, got {seed!r}")
+    return seed
+
+
+def check_output_folder(out: str | os.PathLike) -> Path:
+    """The output folder, checked before anything is trained or written: a non-empty path that is a folder or can
+    be made as one (nothing on its way is a file) and that can be written in; ``metrics.json``, ``model.pt`` and
+    ``checkpoints`` inside it, where they exist, are what their names say. Creates nothing (a probe file in the
+    nearest existing folder is made and removed at once)."""
+    text = os.fspath(out)
+    if not str(text).strip():
+        raise LtkdError("the output folder is an empty path; give a folder (--out FOLDER)")
+    p = Path(text).expanduser()
+    if p.exists() and not p.is_dir():
+        raise LtkdError(f"output folder {p} is a file, not a folder")
+    q = p
+    while not q.exists():
+        if q.is_symlink():
+            raise LtkdError(f"output folder {p}: {q} is a dangling symbolic link")
+        q = q.parent
+    if not q.is_dir():
+        raise LtkdError(f"output folder {p} cannot be made: {q} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=q, prefix=".ltkd-probe-"):
+            pass
+    except OSError as e:
+        raise LtkdError(f"output folder {p} is not writable ({q}: {first_line(e)})") from e
+    for name, want_dir in (("metrics.json", False), ("model.pt", False), ("checkpoints", True)):
+        f = p / name
+        if f.exists() and f.is_dir() != want_dir:
+            raise LtkdError(f"output folder {p}: {f} is a {'file' if want_dir else 'folder'}; move it away")
+    return p
+
+
+def checkpoint_names(recipe: Recipe) -> list[str]:
+    """The checkpoint files a run of ``recipe`` owns in ``OUT/checkpoints``: ``STAGE.ckpt`` per stage. It writes,
+    resumes and at its end deletes these and no others."""
+    return [f"{stage.name}.ckpt" for stage in recipe.stages]
 
 
 def prepare_data(dataset: str = "digits", imbalance: float = 100, lt_profile: str = "exp",
@@ -58,8 +106,13 @@ def run_stages(
     checkpoint_dir: str | os.PathLike | None = None,
     test: ImageData | None = None,
     eval_every: int = 0,
+    resume_unfingerprinted: bool = False,
 ) -> list[dict]:
     """Run ``recipe``'s stages (from index ``skip``) on ``model``; return the per-epoch logs.
+
+    With ``checkpoint_dir``, stage ``NAME`` keeps its checkpoint in ``NAME.ckpt`` there (see
+    :func:`checkpoint_names`); a folder holding any other file is refused before anything trains
+    (:func:`ltkd.checkpoint.claim_checkpoints`). ``resume_unfingerprinted``: see :func:`ltkd.train.fit`.
 
     With ``test`` and ``eval_every`` = N > 0, every N-th epoch of each stage (and its last) is also
     evaluated on ``test``: the epoch's log row gets ``test_acc``, ``test_head`` / ``test_middle`` /
@@ -71,7 +124,10 @@ def run_stages(
         raise LtkdError(f"eval_every must be ≥ 0 (0 = off), got {eval_every}")
     if eval_every and test is None:
         raise LtkdError("eval_every needs the test set (test=...)")
-    ctx = Context(train=train, profile=profile, device=dev, seed=seed, options=check_options(options))
+    options = check_options(options, recipe.options)  # a recipe of your own declares the keys it reads in .options
+    if checkpoint_dir:
+        claim_checkpoints(checkpoint_dir, checkpoint_names(recipe), recipe.name)
+    ctx = Context(train=train, profile=profile, device=dev, seed=seed, options=options)
     logs: list[dict] = []
     for i, stage in enumerate(recipe.stages):
         if i < skip:
@@ -83,11 +139,12 @@ def run_stages(
         sampler = stage.sampler(ctx) if callable(stage.sampler) else stage.sampler
         objective = stage.objective(ctx)
         bn = stage.bn(ctx) if callable(stage.bn) else stage.bn
-        ck = Path(checkpoint_dir) / f"{stage.name}.ckpt" if checkpoint_dir else None
+        ck = Path(checkpoint_dir) / checkpoint_names(recipe)[i] if checkpoint_dir else None
         hook = _test_hook(model, test, train.counts, dev, eval_every, cfg.epochs) if eval_every else None
         hist = fit(model, objective, train, cfg, sampler=sampler, trainable=stage.trainable, bn=bn,
                    device=dev, seed=seed + 1000 * i, progress=progress, desc=f"{recipe.name}:{stage.name}",
-                   checkpoint=ck, on_epoch_end=hook, identity=_identity(ctx.options))  # fmt: skip
+                   checkpoint=ck, on_epoch_end=hook, identity=_identity(ctx.options),
+                   resume_unfingerprinted=resume_unfingerprinted)  # fmt: skip
         logs += [{"stage": stage.name, **row} for row in hist]
     return logs
 
@@ -181,6 +238,7 @@ def run(
     stage1_state: dict | None = None,
     eval_every: int = 0,
     extra: dict[str, Any] | None = None,
+    resume_unfingerprinted: bool = False,
 ) -> tuple[dict, nn.Module]:
     """Train ``method`` on ``dataset``-LT and return ``(metrics, model)``.
 
@@ -191,13 +249,15 @@ def run(
     epochs of each stage (and at its last) into the per-epoch log, and adds ``best_evaluated``
     (see :func:`run_stages` and :func:`best_evaluated`); the headline numbers stay the last epoch's.
     ``extra``: more entries for the metrics (:func:`distill`'s ``teacher``).
+    The run owns (and deletes) only the checkpoints its recipe names (:func:`checkpoint_names`); see :func:`fit`.
     """
     t0 = time.perf_counter()
     recipe = get_method(method)
     if model is not None and model not in MODELS:
         raise LtkdError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
+    options, outdir = _check_run(recipe, seed, options, out)  # before any data are read or trained on
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
-    train, test = data if data is not None else prepare_data(dataset, imbalance, lt_profile)
+    train, test = _check_splits(*(data if data is not None else prepare_data(dataset, imbalance, lt_profile)))
     prof = prof.for_dataset(train.name).with_epochs(epochs) if epochs is not None else prof.for_dataset(train.name)
     dev = get_device(device)
     model_name = model or prof.model
@@ -206,12 +266,10 @@ def run(
     if stage1_state is not None:
         net.load_state_dict(stage1_state)
     skip = 0 if stage1_state is None else 1
-    outdir = Path(out) if out else None
-    if outdir:
-        outdir.mkdir(parents=True, exist_ok=True)
+    _make_folder(outdir)
     logs = run_stages(recipe, net, train, prof, seed=seed, device=dev, options=options, skip=skip,
                       progress=progress, checkpoint_dir=outdir / "checkpoints" if outdir else None,
-                      test=test, eval_every=eval_every)  # fmt: skip
+                      test=test, eval_every=eval_every, resume_unfingerprinted=resume_unfingerprinted)  # fmt: skip
     report = evaluate(net, test, train.counts, dev, distributed=True)  # under torchrun: shared by the ranks
     ctx = Context(train=train, profile=prof, device=dev, seed=seed, options=dict(options or {}))
     metrics = {
@@ -242,18 +300,45 @@ def run(
         **(extra or {}),
     }
     if outdir and is_main():  # under torchrun only rank 0 writes (every rank holds the same model)
-        _write_run(outdir, net, metrics, train)
+        _write_run(outdir, net, metrics, train, checkpoint_names(recipe))
     return metrics, net
 
 
-def _write_run(outdir: Path, net: nn.Module, metrics: dict, train: ImageData) -> None:
-    """``model.pt`` (with what rebuilds it) and ``metrics.json``; the finished run's checkpoints go."""
+def _check_run(recipe: Recipe, seed: int, options: dict | None, out) -> tuple[dict, Path | None]:
+    """:func:`run`'s arguments checked before any data are read: the seed, the options, the output folder (and that
+    its checkpoints folder holds nothing but this recipe's checkpoints). Returns (options, output folder)."""
+    check_seed(seed)
+    options = check_options(options, recipe.options)
+    outdir = check_output_folder(out) if out is not None else None
+    if outdir:
+        claim_checkpoints(outdir / "checkpoints", checkpoint_names(recipe), recipe.name)
+    return options, outdir
+
+
+def _check_splits(train: ImageData, test: ImageData) -> tuple[ImageData, ImageData]:
+    for split, d in (("training", train), ("test", test)):
+        if len(d) == 0:
+            raise LtkdError(f"the {split} split of {d.name} has no images; nothing to "
+                            f"{'train on' if split == 'training' else 'test on'}")  # fmt: skip
+    return train, test
+
+
+def _make_folder(outdir: Path | None) -> None:
+    if outdir:
+        try:
+            outdir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise LtkdError(f"cannot make output folder {outdir} ({first_line(e)})") from e
+
+
+def _write_run(outdir: Path, net: nn.Module, metrics: dict, train: ImageData, owned: list[str]) -> None:
+    """``model.pt`` (with what rebuilds it) and ``metrics.json``; the finished run's checkpoints (``owned``) go,
+    and no other file."""
     save_model(net, outdir / "model.pt", arch=metrics["model"], num_classes=train.num_classes,
                in_channels=train.in_channels, head=type(net.head).__name__, method=metrics["method"],
                dataset=train.name, image_size=[int(v) for v in train.images.shape[2:]])  # fmt: skip
     write_json(outdir / "metrics.json", metrics)
-    for f in (outdir / "checkpoints").glob("*.ckpt"):
-        f.unlink()
+    remove_checkpoints(outdir / "checkpoints", owned)  # this run's; never another's
 
 
 def clone_state(model: nn.Module) -> dict:
@@ -265,11 +350,12 @@ def clone_state(model: nn.Module) -> dict:
 # Distillation: a teacher (loaded, trained here, or reused), then a student under a teacher recipe
 # --------------------------------------------------------------------------------------
 def train_teacher(model: str, data, profile=None, epochs: int | None = None, seed: int = 0, method: str = "ce",
-                  device=None, out=None, progress: bool | str | None = None) -> tuple[nn.Module, dict]:  # fmt: skip
+                  device=None, out=None, progress: bool | str | None = None,
+                  resume_unfingerprinted: bool = False) -> tuple[nn.Module, dict]:  # fmt: skip
     """Train a teacher with ``method`` (default CE) on ``data`` = (train, test); return (model, metrics)."""
     metrics, net = run(method=method, dataset=data[0].name, imbalance=data[0].meta.get("imbalance", 1), model=model,
                        epochs=epochs, seed=seed, profile=profile, out=out, device=device, data=data,
-                       progress=progress)  # fmt: skip
+                       progress=progress, resume_unfingerprinted=resume_unfingerprinted)  # fmt: skip
     return net.eval(), metrics
 
 
@@ -294,6 +380,7 @@ def distill(
     options: dict[str, Any] | None = None,
     eval_every: int = 0,
     progress: bool | str | None = None,
+    resume_unfingerprinted: bool = False,
 ) -> tuple[dict, nn.Module]:
     """``ltkd distill``: a teacher, then a student trained under the teacher recipe ``method``; ``(metrics, student)``.
 
@@ -306,18 +393,24 @@ def distill(
     student = student or prof.extra.get("student", "cnn6x0.5")
     if student not in MODELS:
         raise LtkdError(f"unknown student model {student!r}; choose one of {', '.join(MODELS)}")
-    options = check_options(options, warn=False)  # checked before any training (run warns of unknown keys)
+    options = check_options(options, get_method(method).options)  # checked before any training
+    check_seed(seed)
+    outdir = check_output_folder(out)
+    claim_checkpoints(outdir / "checkpoints", checkpoint_names(get_method(method)), method)  # before a teacher trains
     t0 = time.perf_counter()
     dev = get_device(device)
     train, test = prepare_data(dataset, imbalance, lt_profile)
-    net, arch, source = _teacher_for(teacher, (train, test), prof, teacher_epochs, seed, dev, Path(out) / "teacher")
+    net, arch, source = _teacher_for(teacher, (train, test), prof, teacher_epochs, seed, dev, outdir / "teacher",
+                                     resume_unfingerprinted)  # fmt: skip
     report = {"model": arch, **_teacher_report(net, train, test, dev, source, time.perf_counter() - t0)}
     return run(method=method, dataset=dataset, imbalance=imbalance, model=student, epochs=epochs, seed=seed,
                profile=prof, out=out, device=device, options={"teacher": net, **options}, lt_profile=lt_profile,
-               data=(train, test), eval_every=eval_every, progress=progress, extra={"teacher": report})  # fmt: skip
+               data=(train, test), eval_every=eval_every, progress=progress, extra={"teacher": report},
+               resume_unfingerprinted=resume_unfingerprinted)  # fmt: skip
 
 
-def _teacher_for(teacher: str | os.PathLike, data, prof: Profile, epochs: int | None, seed: int, dev, folder: Path):
+def _teacher_for(teacher: str | os.PathLike, data, prof: Profile, epochs: int | None, seed: int, dev, folder: Path,
+                 resume_unfingerprinted: bool = False):  # fmt: skip
     """``(model, architecture, where it came from)`` for :func:`distill`'s ``teacher``."""
     train, test = data
     if Path(teacher).is_file():
@@ -330,7 +423,8 @@ def _teacher_for(teacher: str | os.PathLike, data, prof: Profile, epochs: int | 
     if net is not None:
         return net, str(teacher), (f"trained here by an earlier run of this command: ce, {teacher}, profile "
                                    f"{prof.name}, seed {seed} ({folder}/model.pt, reused)")  # fmt: skip
-    net, _ = train_teacher(str(teacher), data, prof, epochs, seed, device=dev, out=folder)
+    net, _ = train_teacher(str(teacher), data, prof, epochs, seed, device=dev, out=folder,
+                           resume_unfingerprinted=resume_unfingerprinted)  # fmt: skip
     return net, str(teacher), f"trained here: ce, {teacher}, profile {prof.name}, seed {seed} ({folder})"
 
 

@@ -24,7 +24,14 @@ GROUPING_NOTE = (
 def _preds(pred_or_logits) -> np.ndarray:
     p = torch.as_tensor(pred_or_logits)
     if p.ndim == 2:
+        if p.shape[1] == 0:
+            raise LtkdError(f"logits must have one column per class, got shape {tuple(p.shape)}")
         p = p.argmax(1)
+    elif p.ndim != 1:
+        raise LtkdError(f"expected logits N×C (2-d) or predicted labels N (1-d), got a {p.ndim}-d tensor of shape "
+                        f"{tuple(p.shape)}")  # fmt: skip
+    elif p.dtype.is_floating_point and len(p) and not torch.equal(p, p.round()):
+        raise LtkdError("1-d predictions must be class labels (whole numbers), got fractions; logits are N×C")
     return p.cpu().numpy().astype(np.int64)
 
 

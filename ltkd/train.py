@@ -32,18 +32,19 @@ from torch import nn
 
 from . import distributed as D
 from .checkpoint import (
-    atomic_write,
-    fingerprint_mismatch,
+    check_resumable,
     load_model_state,
     module_digest,
+    read_checkpoint,
     rng_state,
     run_fingerprint,
+    save_checkpoint,
     save_model,
     set_rng_state,
 )
 from .data import ClassSampler, ImageData, TensorLoader
 from .device import compile_mode, compiled, env_flag, get_device, seed_everything, use_channels_last
-from .errors import LtkdError
+from .errors import LtkdError, first_line
 from .objective import LossObjective, Objective
 from .profiles import TrainConfig
 from .progress import epoch_progress, progress_enabled, progress_mode
@@ -178,27 +179,25 @@ def _step(model: nn.Module, objective: Objective, compile: bool | str | None, de
                                    find_unused_parameters=env_flag("LTKD_DDP_FIND_UNUSED", False))  # fmt: skip
 
 
-def _resume(path: Path, fingerprint: dict, model, opt, sched, gen, loader: TensorLoader, dev, objective) -> dict:
-    """Load the checkpoint at ``path``, if there is one, into this run (refused if another run wrote it); return
-    it (``{}``: none, start afresh)."""
-    if not path.is_file():
+def _resume(path: Path | None, fingerprint: dict | None, parts: tuple, config: TrainConfig,
+            resume_unfingerprinted: bool = False) -> dict:  # fmt: skip
+    """Load the checkpoint at ``path``, if there is one, into this run (refused if another run wrote it, or if it
+    cannot show which run did and the user has not vouched for it: :func:`ltkd.checkpoint.check_resumable`);
+    return it (``{}``: none, start afresh)."""
+    if path is None or fingerprint is None or not path.is_file():
         return {}
+    model, opt, sched, gen, loader, dev, objective = parts
+    ck = read_checkpoint(path, dev)
+    check_resumable(path, ck, fingerprint, config.epochs, resume_unfingerprinted)
     try:
-        ck = torch.load(path, map_location=dev, weights_only=True)
-    except Exception as e:
-        raise LtkdError(f"cannot read checkpoint {path} ({type(e).__name__}: {e}); delete it to start afresh") from e
-    differs = fingerprint_mismatch(ck.get("fingerprint"), fingerprint)
-    if differs:
-        raise LtkdError(
-            f"checkpoint {path} was written by a different run, so it is not resumed:\n  "
-            + "\n  ".join(differs)
-            + "\ndelete it (or the run's checkpoints folder) to start this run afresh, or write to another output folder"
-        )
-    model.load_state_dict(ck["model"])
-    opt.load_state_dict(ck["optimizer"])
-    sched.load_state_dict(ck["scheduler"])
-    # the checkpoint holds rank 0's augmentation stream; other ranks keep their own seed
-    set_rng_state(ck, gen, loader.aug_generator if D.rank() == 0 else None, dev, objective)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        # the checkpoint holds rank 0's augmentation stream; other ranks keep their own seed
+        set_rng_state(ck, gen, loader.aug_generator if D.rank() == 0 else None, dev, objective)
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as e:  # an unfingerprinted one that does not fit
+        raise LtkdError(f"checkpoint {path} does not fit this run ({type(e).__name__}: {first_line(e)}); delete it "
+                        "to start afresh") from e  # fmt: skip
     return ck
 
 
@@ -266,6 +265,7 @@ def fit(
     on_epoch_end: Callable[[int, dict], None] | None = None,
     compile: bool | str | None = None,
     identity: dict | None = None,
+    resume_unfingerprinted: bool = False,
 ) -> list[dict]:
     """Train ``model`` under ``objective`` on ``data``; return one log dict per epoch.
 
@@ -274,8 +274,9 @@ def fit(
       (its default) keeps backbone BatchNorm statistics fixed, ``bn="train"`` lets them update (H2T's stage 2).
     * ``checkpoint``: written atomically after every epoch; if it exists when ``fit`` starts, training
       resumes from it (model, optimiser, schedule and every random stream, :func:`ltkd.checkpoint.rng_state`).
-      It records the run's fingerprint (:func:`run_fingerprint`: ``desc``, objective, model, data, seed,
-      config and ``identity``, e.g. the method's options); another run's checkpoint raises ``LtkdError``.
+      It records the run (:func:`run_fingerprint`: ``desc``, objective, model, data and its content, seed, config,
+      ``identity``); another run's checkpoint, or one that cannot show whose it is (unless ``resume_unfingerprinted``),
+      raises ``LtkdError`` (:func:`ltkd.checkpoint.check_resumable`).
     * ``progress``: a bar, one line per epoch (``"log"``) or nothing; ``None`` asks ``$LTKD_PROGRESS``;
       ``on_epoch_end(epoch, row)`` is called after each epoch, before its checkpoint (it may add to ``row``).
     * Mixed precision (bf16 autocast) on CUDA. Fast path: ``channels_last`` (``None``: on for CPU and CUDA),
@@ -298,7 +299,7 @@ def fit(
     ck_path = Path(checkpoint) if checkpoint else None
     fingerprint = run_fingerprint(model, objective, data, config, seed=seed, trainable=trainable, bn=bn, desc=desc,
                                   identity=identity) if ck_path is not None else None  # fmt: skip
-    ck = _resume(ck_path, fingerprint, model, opt, sched, gen, loader, dev, objective) if fingerprint else {}
+    ck = _resume(ck_path, fingerprint, (model, opt, sched, gen, loader, dev, objective), config, resume_unfingerprinted)
     history, start = list(ck.get("history_rows", [])), int(ck.get("epoch", 0))
     step = _step(model, objective, compile, dev)
     bar = epoch_progress(config.epochs, desc, progress_mode(progress) if D.rank() == 0 else None, initial=start)
@@ -316,10 +317,9 @@ def fit(
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1, row)
             if ck_path is not None and D.rank() == 0:
-                state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                         **rng_state(gen, loader.aug_generator, dev, objective), "fingerprint": fingerprint,
-                         "epoch": epoch + 1, "history_rows": history}  # fmt: skip
-                atomic_write(ck_path, lambda f, state=state: torch.save(state, f))
+                save_checkpoint(ck_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                          "scheduler": sched.state_dict(), "fingerprint": fingerprint, "epoch": epoch + 1,
+                                          **rng_state(gen, loader.aug_generator, dev, objective), "history_rows": history})
     finally:
         bar.close()
         for p, flag in saved_flags.items():

@@ -45,9 +45,10 @@ def _run(*args):
                      marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),
     ],
 )
-def test_cli_errors_one_line_exit_2(args, needle, capsys):
+def test_cli_errors_one_line_exit_2(args, needle, capsys, tmp_path):
     capsys.readouterr()
-    assert main(args + ["--out", os.devnull + "-x"]) == 2
+    assert main(args + ["--out", str(tmp_path / "o")]) == 2
+    assert not (tmp_path / "o").exists()  # nothing written
     err = capsys.readouterr().err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("ltkd: error:") and needle in lines[0], err
@@ -128,13 +129,30 @@ def test_every_option_a_method_reads_is_documented_and_every_documented_one_is_r
     assert read == set(OPTIONS), (sorted(read - set(OPTIONS)), sorted(set(OPTIONS) - read))
 
 
-def test_python_api_warns_about_an_option_no_method_reads(digits):
+def test_python_api_refuses_an_option_no_method_reads_and_names_a_bad_value(digits, tmp_path):
+    """As the README says: an unknown key or a bad value is an error in the library too (not a warning, not a
+    ValueError from deep inside that does not name the option); a recipe of your own declares its own keys."""
     from ltkd.data import long_tail
+    from ltkd.errors import LtkdError
     from ltkd.experiment import run
+    from ltkd.methods import METHODS, Recipe, register
     from ltkd.profiles import get_profile
 
     quick = get_profile("quick")
     prof = quick.replace(extra={}, stage1=quick.stage1.replace(epochs=1, batch_size=64))
     data = (long_tail(digits[0], 10), digits[1])
-    with pytest.warns(UserWarning, match=r"\['gcl_epsilon'\] are read by none"):
-        run("ce", data=data, profile=prof, device="cpu", options={"gcl_epsilon": 0.3})
+    with pytest.raises(LtkdError, match=r"unknown option 'gcl_epsilon'"):
+        run("ce", data=data, profile=prof, device="cpu", options={"gcl_epsilon": 0.3}, out=tmp_path / "a")
+    with pytest.raises(LtkdError, match=r"option gcl_eps takes a number, got 'abc'"):
+        run("gcl", data=data, profile=prof, device="cpu", options={"gcl_eps": "abc"})
+    with pytest.raises(LtkdError, match=r"option gcl_sampler takes one of effective-number, class-balanced"):
+        run("gcl", data=data, profile=prof, device="cpu", options={"gcl_sampler": "uniform"})
+    with pytest.raises(LtkdError, match=r"option teacher must be a model"):
+        run("ce", data=data, profile=prof, device="cpu", options={"teacher": "cnn6"})
+    assert not (tmp_path / "a").exists()  # refused before anything was written
+    register(Recipe("ce-own-key", "CE reading a key of its own", METHODS["ce"].stages, options=("my_key",)))
+    try:
+        m, _ = run("ce-own-key", data=data, profile=prof, device="cpu", options={"my_key": 1})
+        assert m["method"] == "ce-own-key"
+    finally:
+        del METHODS["ce-own-key"]

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -144,26 +145,48 @@ def test_a_checkpoint_of_another_run_is_not_resumed(digits, tmp_path):
         "data": dict(data=long_tail(digits[0], 20)),
         "model": dict(model=build_model("resnet8", 10, 1)),
         "options": dict(identity={"options": {"tau": 2.0}}),
+        # the same labels, other pixels (another image folder with the same classes and counts): the content digest
+        "data_content": dict(data=dataclasses.replace(train, images=train.images.flip(3))),
     }
     for field, change in others.items():
         kw = dict(model=build_model("cnn6", 10, 1), data=train, config=cfg, seed=1, desc="ce:stage1") | change
-        with pytest.raises(LtkdError, match=rf"written by a different run(.|\n)*  {field}"):
+        with pytest.raises(LtkdError, match=rf"^checkpoint \S+ was written by a different run.*: {field}[.:]"):
             fit(kw.pop("model"), LossObjective(F.cross_entropy), kw.pop("data"), kw.pop("config"), device="cpu",
                 checkpoint=ck, **kw)  # fmt: skip
     # the same run resumes, on another memory format too
     hist = fit(build_model("cnn6", 10, 1), LossObjective(F.cross_entropy), train, cfg, device="cpu", seed=1,
                checkpoint=ck, desc="ce:stage1", channels_last=False)  # fmt: skip
     assert [h.get("resumed", False) for h in hist] == [False, True, False]
-    # a checkpoint from before fingerprints were recorded still resumes
+    # a checkpoint from before fingerprints were recorded cannot show whose it is: refused, unless the user vouches
     old = torch.load(ck, weights_only=True)
-    del old["fingerprint"], old["numpy_rng"]
+    del old["fingerprint"], old["numpy_rng"], old["digest"]  # none of these was written then
     old["epoch"], old["history_rows"] = 1, old["history_rows"][:1]
     torch.save(old, ck)
+    with pytest.raises(LtkdError, match="does not record the run that wrote it.*--resume-unfingerprinted"):
+        fit(build_model("cnn6", 10, 1), LossObjective(F.cross_entropy), train, cfg, device="cpu", seed=5,
+            checkpoint=ck)  # fmt: skip
     hist = fit(build_model("cnn6", 10, 1), LossObjective(F.cross_entropy), train, cfg, device="cpu", seed=5,
-               checkpoint=ck)  # fmt: skip
-    assert [h["epoch"] for h in hist] == [1, 2, 3]
+               checkpoint=ck, resume_unfingerprinted=True)  # fmt: skip
+    assert [h["epoch"] for h in hist] == [1, 2, 3] and hist[1]["resumed"]
+    # one written by an older ltkd (a fingerprint without the data's content): the same, and with the flag the rest
+    # of its fingerprint must still match
+    with pytest.raises(_Stop):
+        fit(build_model("cnn6", 10, 1), LossObjective(F.cross_entropy), train, cfg, device="cpu", seed=1,
+            checkpoint=tmp_path / "older.ckpt", desc="ce:stage1", on_epoch_end=halt)  # fmt: skip
+    older = torch.load(tmp_path / "older.ckpt", weights_only=True)
+    del older["fingerprint"]["data_content"], older["digest"]
+    torch.save(older, tmp_path / "older.ckpt")
+    with pytest.raises(LtkdError, match="does not record the data it trained on"):
+        fit(build_model("cnn6", 10, 1), LossObjective(F.cross_entropy), train, cfg, device="cpu", seed=1,
+            checkpoint=tmp_path / "older.ckpt", desc="ce:stage1")  # fmt: skip
+    with pytest.raises(LtkdError, match=r"written by a different run.*: seed: 1 in the checkpoint, 2 now"):
+        fit(build_model("cnn6", 10, 1), LossObjective(F.cross_entropy), train, cfg, device="cpu", seed=2,
+            checkpoint=tmp_path / "older.ckpt", desc="ce:stage1", resume_unfingerprinted=True)  # fmt: skip
+    hist = fit(build_model("cnn6", 10, 1), LossObjective(F.cross_entropy), train, cfg, device="cpu", seed=1,
+               checkpoint=tmp_path / "older.ckpt", desc="ce:stage1", resume_unfingerprinted=True)  # fmt: skip
+    assert [h.get("resumed", False) for h in hist] == [False, True, False]
     ck.write_bytes(b"truncated")
-    with pytest.raises(LtkdError, match="cannot read checkpoint"):
+    with pytest.raises(LtkdError, match="cannot read"):
         fit(build_model("cnn6", 10, 1), LossObjective(F.cross_entropy), train, cfg, device="cpu", checkpoint=ck)
 
 
@@ -199,7 +222,7 @@ def test_checkpoint_roundtrip_and_bad_checkpoint(tmp_path, digits):
     m2.load_state_dict(ck["state_dict"])
     assert ck["arch"] == "cnn6"
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(LtkdError, match="cannot read checkpoint"):
+    with pytest.raises(LtkdError, match=r"cannot read \S+junk.pt: not a PyTorch weights file"):
         load_model_state(tmp_path / "junk.pt")
     with pytest.raises(LtkdError, match="not found"):
         load_model_state(tmp_path / "missing.pt")

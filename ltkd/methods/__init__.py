@@ -18,7 +18,6 @@ file (plain imports: a missing one is an error); the compact networks' files reg
 from __future__ import annotations
 
 import inspect
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -118,6 +117,7 @@ class Recipe:
     head: str = "linear"  # the head the model is built with
     chapter: str = ""
     teacher: bool = False  # distils a teacher (options["teacher"]): `ltkd distill` runs it
+    options: tuple[str, ...] = ()  # keys of its own a recipe reads beyond OPTIONS (any other key is an error)
 
 
 METHODS: dict[str, Recipe] = {}
@@ -214,16 +214,18 @@ def parse_option(text: str) -> tuple[str, float | str]:
     return key, check_option(key, value)
 
 
-def check_options(options: dict[str, Any] | None, warn: bool = True) -> dict[str, Any]:
-    """``run``'s options checked: every declared one's value validated (a number becomes a float); an
-    undeclared key is a warning, not an error (a recipe of your own may read keys of its own);
-    ``teacher`` (a model) passes as it is. ``warn=False``: no warning (a caller checking early, before
-    ``run`` checks again)."""
+def check_options(options: dict[str, Any] | None, own: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``run``'s options checked as ``--set`` checks them: every declared one's value validated
+    (:meth:`Option.check`; a number becomes a float); an undeclared key is an error naming it, as the README
+    promises (a recipe of your own lists the keys it reads in ``Recipe.options``, passed here as ``own``);
+    ``teacher`` must be a model."""
     out = dict(options or {})
-    unknown = sorted(set(out) - set(OPTIONS) - {"teacher"})
-    if unknown and warn:
-        warnings.warn(f"options {unknown} are read by none of ltkd's methods (a typo?); known: {', '.join(OPTIONS)}",
-                      stacklevel=4)  # fmt: skip
+    unknown = sorted(k for k in out if k not in OPTIONS and k not in own and k != "teacher")
+    if unknown:
+        raise LtkdError(f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+                        f"known: {', '.join(OPTIONS)} (see `ltkd methods`)")  # fmt: skip
+    if out.get("teacher") is not None and not isinstance(out["teacher"], nn.Module):
+        raise LtkdError(f"option teacher must be a model (an nn.Module), got {type(out['teacher']).__name__}")
     for k, v in out.items():
         if k in OPTIONS and v is not None:
             out[k] = OPTIONS[k].check(v)

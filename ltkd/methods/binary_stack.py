@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checkpoint import atomic_write
-from ..errors import LtkdError
+from ..errors import LtkdError, first_line
 from ..models import _Backbone, make_head, register_model
 
 __all__ = [
@@ -379,28 +379,136 @@ def _write_atomic(p: Path, arrays: dict) -> None:
     atomic_write(p, buf.getvalue())
 
 
+_EXPORT_DTYPES = {"filters": np.dtype(np.uint8), "indices": np.dtype(np.uint8), "rest": np.dtype(np.float32),
+                  "header": np.dtype(np.uint8)}  # fmt: skip
+_MAX_ARRAY_BYTES = 2**31  # 2 GiB: far above any network this book exports, far below a header's wild request
+_MAX_PARAMS = 2 * 10**8  # the largest network load() builds (800 MB of float32)
+
+
+def _read_export_arrays(p: Path) -> dict[str, np.ndarray]:
+    """The export's four arrays, each checked before it is read: present, 1-d, of its dtype, no larger than its zip
+    member (and 2 GiB), the member's CRC verified (zipfile checks it as the member is read whole)."""
+    arrays = {}
+    try:
+        with zipfile.ZipFile(p) as zf:
+            members = {i.filename: i for i in zf.infolist()}
+            for key, dtype in _EXPORT_DTYPES.items():
+                info = members.get(f"{key}.npy")
+                if info is None:
+                    raise LtkdError(f"{p}: not a binary-stack export (no {key} array)")
+                if info.file_size > _MAX_ARRAY_BYTES:
+                    raise LtkdError(f"{p}: damaged export: {key} claims {info.file_size} bytes")
+                raw = zf.read(info)
+                f = io.BytesIO(raw)
+                version = np.lib.format.read_magic(f)
+                if version == (1, 0):
+                    shape, fortran, dt = np.lib.format.read_array_header_1_0(f)
+                elif version == (2, 0):
+                    shape, fortran, dt = np.lib.format.read_array_header_2_0(f)
+                else:
+                    raise LtkdError(f"{p}: damaged export: {key} has .npy format version {version}")
+                if dt != dtype or len(shape) != 1 or len(raw) - f.tell() != shape[0] * dtype.itemsize:
+                    raise LtkdError(f"{p}: damaged export: {key} is {dt} {shape} in {len(raw) - f.tell()} bytes, "
+                                    f"not a 1-d {dtype} array filling them")  # fmt: skip
+                arrays[key] = np.frombuffer(raw, dtype, shape[0], offset=f.tell())
+    except LtkdError:
+        raise
+    except Exception as e:  # a bad zip, a bad CRC, a truncated member, a bad .npy header: this file's fault
+        raise LtkdError(f"{p}: not a binary-stack export, or a damaged one ({type(e).__name__}: {first_line(e)})") from e
+    return arrays
+
+
+def _is_int(v: object, lo: int, hi: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+
+def _checked_model(p: Path, arrays: dict[str, np.ndarray]) -> tuple[dict, BinaryNet]:
+    """The header, checked key by key against the network it describes (built first on the ``meta`` device, which
+    allocates nothing), and every array's length against that network: only then is anything real built."""
+
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise LtkdError(f"{p}: damaged export header: {what}")
+
+    try:
+        header = json.loads(bytes(arrays["header"]).decode())
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise LtkdError(f"{p}: damaged export header: not JSON ({type(e).__name__})") from e
+    need(isinstance(header, dict) and {"config", "binary_layers", "offsets", "rest_layout"} <= set(header),
+         "needs config, binary_layers, offsets and rest_layout")  # fmt: skip
+    cfg = header["config"]
+    need(isinstance(cfg, dict), "config is not an object")
+    need(cfg.get("kind") == "stack", "config.kind must be 'stack'")
+    need(_is_int(cfg.get("m"), 1, 2**16), "config.m must be a whole number in 1..65536")
+    need(_is_int(cfg.get("k"), 1, 8192), "config.k must be a whole number in 1..8192")
+    widths = cfg.get("widths")
+    need(isinstance(widths, list) and 1 <= len(widths) <= 64 and all(_is_int(w, 1, 8192) for w in widths),
+         "config.widths must be 1..64 whole numbers in 1..8192")  # fmt: skip
+    need(_is_int(cfg.get("num_classes"), 1, 10**6), "config.num_classes must be a whole number in 1..10**6")
+    need(_is_int(cfg.get("in_channels"), 1, 64), "config.in_channels must be a whole number in 1..64")
+    need(cfg.get("head") in ("linear", "cosine"), "config.head must be 'linear' or 'cosine'")
+    try:
+        with torch.device("meta"):
+            shell = BinaryNet("stack", cfg["m"], cfg["k"], widths, cfg["num_classes"], cfg["in_channels"], cfg["head"])
+    except LtkdError as e:
+        raise LtkdError(f"{p}: damaged export header: {e}") from e
+    need(sum(t.numel() for t in shell.state_dict().values()) <= _MAX_PARAMS, f"a network over {_MAX_PARAMS} values")
+    names = [n for n, mod in shell.named_modules() if isinstance(mod, BinaryStackConv2d)]
+    need(header["binary_layers"] == names, "binary_layers do not match the network config describes")
+    offsets = header["offsets"]
+    need(isinstance(offsets, list) and len(offsets) == len(names), "one offsets row per binary layer")
+    fo = io_ = 0
+    for n, row in zip(names, offsets):
+        layer = shell.get_submodule(n)
+        want = [fo, -(-layer.m * layer.k * layer.d * layer.d // 8), io_,
+                -(-layer.c_out * layer.groups * index_bits(layer.m) // 8)]  # fmt: skip
+        need(row == want, f"offsets of {n} are {row}, the layer needs {want}")
+        fo, io_ = fo + want[1], io_ + want[3]
+    need(fo == arrays["filters"].size, f"filters hold {arrays['filters'].size} bytes, the layers need {fo}")
+    need(io_ == arrays["indices"].size, f"indices hold {arrays['indices'].size} bytes, the layers need {io_}")
+    state = {k: v for k, v in shell.state_dict().items() if k.rsplit(".", 1)[0] not in names}
+    layout = header["rest_layout"]
+    need(isinstance(layout, list) and len(layout) == len(state), f"rest_layout needs {len(state)} entries")
+    off = 0
+    for entry, (key, t) in zip(layout, state.items()):
+        want_entry = [key, list(t.shape), str(t.dtype).removeprefix("torch."), off]
+        need(entry == want_entry, f"rest_layout entry {entry!r:.120} should be {want_entry!r}")
+        off += t.numel()
+    need(off == arrays["rest"].size, f"rest holds {arrays['rest'].size} values, the network needs {off}")
+    need(bool(np.isfinite(arrays["rest"]).all()), "rest holds values that are not finite (NaN or infinity)")
+    return header, shell
+
+
 def load(path: str | os.PathLike) -> BinaryNet:
-    """Rebuild the network :func:`export` wrote (same outputs as the exported model in eval mode)."""
+    """Rebuild the network :func:`export` wrote (same outputs as the exported model in eval mode).
+
+    Everything is checked before the network is built — the zip and its CRCs, each array's dtype and length, the
+    header's keys, types and sizes (bounded), the layout against the network it describes, every value finite and
+    every index below ``m`` — so a damaged file is an :class:`LtkdError`, never a different model."""
     p = Path(path)
     if not p.is_file():
         raise LtkdError(f"{p}: no such export file")
-    try:
-        z = np.load(p, allow_pickle=False)
-        header = json.loads(bytes(z["header"]).decode())
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
-        raise LtkdError(f"{p}: not a binary-stack export ({type(e).__name__}: {e})") from e
+    arrays = _read_export_arrays(p)
+    header, _ = _checked_model(p, arrays)
     cfg = header["config"]
     model = BinaryNet(cfg["kind"], cfg["m"], cfg["k"], cfg["widths"], cfg["num_classes"], cfg["in_channels"],
                       cfg["head"])  # fmt: skip
     state = model.state_dict()
-    rest = z["rest"]
+    rest = arrays["rest"]
     for key, shape, dtype, off in header["rest_layout"]:
         n = int(np.prod(shape)) if shape else 1
-        state[key] = torch.from_numpy(rest[off : off + n].astype(dtype).reshape(shape))
+        values = rest[off : off + n]
+        if dtype != "float32" and not (values == np.round(values)).all():
+            raise LtkdError(f"{p}: damaged export: {key} ({dtype}) holds fractions")
+        state[key] = torch.from_numpy(values.astype(dtype).reshape(shape))
     model.load_state_dict(state)
-    filters, indices = z["filters"], z["indices"]
+    filters, indices = arrays["filters"], arrays["indices"]
     for n, (fo, fn, io_, in_) in zip(header["binary_layers"], header["offsets"]):
-        _set_from_bits(model.get_submodule(n), filters[fo : fo + fn], indices[io_ : io_ + in_])
+        layer = model.get_submodule(n)
+        idx = unpack_indices(indices[io_ : io_ + in_], index_bits(layer.m), layer.c_out * layer.groups)
+        if idx.size and idx.max() >= layer.m:
+            raise LtkdError(f"{p}: damaged export: {n} selects filter {int(idx.max())} of {layer.m}")
+        _set_from_bits(layer, filters[fo : fo + fn], indices[io_ : io_ + in_])
     model.eval()
     return model
 

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checkpoint import load_model_state
-from ..errors import LtkdError
+from ..errors import LtkdError, first_line
 from ..models import MODELS, CosineHead, build_model
 from ..objective import Objective
 from ..train import predict
@@ -255,13 +255,19 @@ def load_teacher(path: str | os.PathLike, num_classes: int | None = None, in_cha
 
     ck = load_model_state(path)
     trained = ck.get("image_size")
+    if trained is not None and not (isinstance(trained, (list, tuple)) and len(trained) == 2
+                                    and all(isinstance(v, int) for v in trained)):  # fmt: skip
+        raise LtkdError(f"{path}: image_size in the checkpoint is not [height, width]")
     if image_size is not None and trained is not None and list(trained) != [int(v) for v in image_size]:
         raise LtkdError(f"{path}: teacher was trained on {trained[0]}×{trained[1]} images ({ck.get('dataset', '?')}), "
                         f"the data are {image_size[0]}×{image_size[1]}")  # fmt: skip
     arch = ck.get("arch")
-    if arch not in MODELS:
+    if not isinstance(arch, str) or arch not in MODELS:
         raise LtkdError(f"{path}: checkpoint names no known architecture (arch={arch!r}); save it with ltkd train")
-    nc, ch = int(ck.get("num_classes", num_classes or 0)), int(ck.get("in_channels", in_channels or 0))
+    try:
+        nc, ch = int(ck.get("num_classes", num_classes or 0)), int(ck.get("in_channels", in_channels or 0))
+    except (TypeError, ValueError) as e:
+        raise LtkdError(f"{path}: num_classes / in_channels in the checkpoint are not whole numbers") from e
     if num_classes is not None and nc != num_classes:
         raise LtkdError(f"{path}: teacher has {nc} classes but the data set has {num_classes}")
     if in_channels is not None and ch != in_channels:
@@ -270,8 +276,8 @@ def load_teacher(path: str | os.PathLike, num_classes: int | None = None, in_cha
     net = build_model(arch, nc, ch, head=head)
     try:
         net.load_state_dict(ck["state_dict"])
-    except RuntimeError as e:
-        raise LtkdError(f"{path}: weights do not fit {arch}: {str(e).splitlines()[0][:200]}") from e
+    except (RuntimeError, TypeError, AttributeError, KeyError, ValueError) as e:
+        raise LtkdError(f"{path}: weights do not fit {arch}: {first_line(e)}") from e
     if device is not None:
         net.to(device)
     return net.eval()
