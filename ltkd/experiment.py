@@ -221,6 +221,13 @@ def environment(device: torch.device) -> dict:
     return env
 
 
+def _stage_summary(recipe: Recipe, prof: Profile, ctx: Context) -> dict[str, dict]:
+    """The metrics' ``stage_epochs`` and ``stage_configs``: each stage's config as it trained (method adjustments in)."""
+    cfgs = {s.name: stage_config(prof, s, ctx) for s in recipe.stages}
+    return {"stage_epochs": {k: c.epochs for k, c in cfgs.items()},
+            "stage_configs": {k: dataclasses.asdict(c) for k, c in cfgs.items()}}
+
+
 def run(
     method: str = "ce",
     dataset: str = "digits",
@@ -283,8 +290,7 @@ def run(
         "seed": seed,
         "profile": prof.name,
         "epochs": prof.stage1.epochs,
-        "stage_epochs": {s.name: stage_config(prof, s, ctx).epochs for s in recipe.stages},
-        "stage_configs": {s.name: dataclasses.asdict(stage_config(prof, s, ctx)) for s in recipe.stages},
+        **_stage_summary(recipe, prof, ctx),
         "params": count_params(net),
         "flops": count_flops(net, tuple(train.images.shape[1:])),
         "flops_convention": "one multiply-add = 2 FLOPs, one image, forward pass",
