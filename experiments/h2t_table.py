@@ -4,7 +4,7 @@ Writes ``experiments/results/h2t_quick.json`` (one record per (setting, seed), m
 lock, so several copies of this script can run side by side and an interrupted run resumes):
 
     LTKD_THREADS=1 python experiments/h2t_table.py --part table --seeds 0 1 2
-    LTKD_THREADS=1 python experiments/h2t_table.py --part ablation --seeds 0 1
+    LTKD_THREADS=1 python experiments/h2t_table.py --part ablation --seeds 0 1 2
 
 * ``table``: on one CE stage-1 model: cRT, the ``h2t`` recipe (H2T ρ = 0.25 fine-tuning the stage-1
   classifier, as the authors) and its ρ = 0 control, and H2T with a fresh head (the former recipe, whose
@@ -13,7 +13,8 @@ lock, so several copies of this script can run side by side and an interrupted r
   ``gcl/nomix``) — quick profile, as ``ltkd train`` runs them.
 * ``ablation``: the ingredients in which the published recipe differs from the quick one, each
   with its own ρ = 0 control (all with the stage-1 classifier kept): stage-1 mixup (α = 1), backbone
-  BatchNorm statistics updating in stage 2 (the two batches in separate passes), class-balanced
+  BatchNorm statistics updating in stage 2 (the two batches in separate passes; at ρ = 0 no donors
+  are drawn, so there the statistics follow the class-balanced batches alone), class-balanced
   instead of instance-sampled donors, the published stage-2 length (10 epochs at lr 0.02) with all of
   the above, and the ρ sweep {0.1, 0.5}.
 
