@@ -6,13 +6,20 @@ already there, so the script can be stopped and resumed):
 * ``--part balanced`` → ``experiments/results/kd_quick.json``: balanced Fashion-MNIST subsample
   (200 training images per class, seed-0 draw; the full 10,000-image test set). Teacher cnn6
   trained with CE (quick profile, 15 epochs, seed 0); students cnn6x0.5 (quick profile, 6 epochs,
-  batch 64), seeds 0, 1, 2: student alone (CE), KD, KD+LR, KD+DS, KD+LR+DS, DKD, DKD+LR+DS, the control
-  for label revision (kd-mix: the label mixed in at the constant β = η on every sample), and
-  the selected-fraction ablation of KD+DS (r = 0.5, 0.7; 0.9 is the table's KD+DS, 1.0 is KD).
+  batch 64), seeds 0, 1, 2: student alone (CE), KD, KD+LR, KD+DS, KD+LR+DS, DKD, DKD+LR+DS (LR as the
+  paper's split loss, ``RevisionSplit``), all-sample revision (kd-lr-all) and its control (kd-mix: the
+  label mixed in at the constant β = η on every sample), and the selected-fraction ablation of KD+DS
+  (r = 0.5, 0.7; 0.9 is the table's KD+DS, 1.0 is KD).
 * ``--part lt`` → ``experiments/results/kd_lt_quick.json``: Fashion-MNIST-LT (IF 100, n_max 500,
   1,236 training images, so every shot group is present). Teachers cnn6 trained on the long
   tail with CE and with GCL two-stage (15 + 3 epochs, seed 0); students cnn6x0.5 alone (CE), KD
-  and KD+LR+DS from each teacher, seeds 0, 1, 2, with shot-group accuracies.
+  and KD+LR+DS from each teacher, the single ingredients (kd-lr, kd-ds), all-sample revision (kd-lr-all)
+  and its control kd-mix, seeds 0, 1, 2, with shot-group accuracies.
+
+Rows recorded, not rerun: ``kd-lr-all-ds`` and ``dkd-lr-all-ds`` (``LEGACY``) are KD+LR+DS and DKD+LR+DS as
+this script ran them before 3 Dec 2026, with all-sample revision (then the recipes ``kd-lr-ds`` /
+``dkd-lr-ds``); no recipe of that name exists, so the script keeps those rows and never schedules them. The
+``kd-lr-all`` rows of the same date are the recipe ``kd-lr-all`` (the former ``kd-lr``) and are rerun as such.
 
 Sizes are chosen so that everything runs in minutes on two shared CPU cores; the teacher is a
 cnn6 (4× the student's parameters) because the teacher's forward pass dominates a KD step.
@@ -52,9 +59,10 @@ N_PER_CLASS = 200
 TEACHER_EPOCHS, STUDENT_EPOCHS, STUDENT_BATCH = 15, 6, 64
 LT_IF, LT_NMAX = 100, 500
 SEEDS = (0, 1, 2)
-METHODS = ("ce", "kd", "kd-lr", "kd-ds", "kd-lr-ds", "dkd", "dkd-lr-ds", "kd-mix")
+METHODS = ("ce", "kd", "kd-lr", "kd-ds", "kd-lr-ds", "dkd", "dkd-lr-ds", "kd-lr-all", "kd-mix")
 FRACTIONS = (0.5, 0.7)
-LT_METHODS = ("kd", "kd-lr-ds", "kd-lr", "kd-ds", "kd-mix")
+LT_METHODS = ("kd", "kd-lr-ds", "kd-lr", "kd-ds", "kd-lr-all", "kd-mix")
+LEGACY = ("kd-lr-all-ds", "dkd-lr-all-ds")  # recorded rows of a former recipe (module docstring); not rerun
 
 
 def balanced_data():
@@ -143,11 +151,16 @@ def main() -> None:
         profile=f"quick (teachers {TEACHER} {TEACHER_EPOCHS} epochs; students {STUDENT} {STUDENT_EPOCHS} epochs, "
                 f"batch {STUDENT_BATCH})",
         teacher_model=TEACHER, student_model=STUDENT, seeds=sorted(args.seeds),
-        device=str(dev), torch=torch.__version__, environment=environment(dev),
+        device=str(dev), torch=torch.__version__,
         defaults={"T": 4, "kd": "0.1·CE + 0.9·KD", "dkd": "α=1, β=8, warm-up 1 epoch", "eta": 0.8, "fraction": 0.9,
-                  "selection": "teacher true-class margin, top fraction"},
+                  "selection": "teacher true-class margin, top fraction",
+                  "lr": "kd-lr, kd-lr-ds: teacher-right CE + 4·logit MSE, teacher-wrong 1·MSE to the revised label "
+                        "(RevisionSplit, λ1=4, λ2=1, η=0.8); dkd-lr-ds: teacher-right CE + 1·DKD; kd-lr-all and "
+                        "the legacy *-lr-all-ds rows: every sample's T=4 soft label revised inside KD's KL term"},
         script="experiments/kd_table.py --part " + args.part,
     )  # fmt: skip
+    env = environment(dev)
+    doc.setdefault("environment", env)  # the first session's; a row run in another one records its own
     doc.setdefault("teachers", {})
     doc.setdefault("runs", [])
 
@@ -189,7 +202,8 @@ def main() -> None:
                    progress=False)  # fmt: skip
         doc["runs"].append({"table": table, "teacher": tkey, "method": method,
                             "seed": seed, "fraction": frac, **report(m),
-                            "seconds": round(time.perf_counter() - t0, 1)})  # fmt: skip
+                            "seconds": round(time.perf_counter() - t0, 1),
+                            **({} if env == doc["environment"] else {"environment": env})})  # fmt: skip
         save()
         print(f"{table} {tkey} {method} seed {seed} fraction {frac}: {100 * m['overall']:.2f} % "
               f"({time.perf_counter() - t0:.0f} s)", flush=True)  # fmt: skip

@@ -18,6 +18,13 @@ chapter's live students then distil the very teacher this table's seed-0 rows us
 to be retrained (its weights gone) takes its seed's distilled rows with it: they are dropped and rerun
 with the new teacher, never mixed (a retrained teacher can match the old one's test accuracy class by
 class and still differ in its weights: CPU kernels are not bit-for-bit deterministic).
+
+"KD + LR + DS" is ``kd_lr_ds_objective``: since 3 Dec 2026 label revision as the paper's split loss
+(``RevisionSplit``: teacher-right samples CE + λ1·logit MSE, teacher-wrong samples λ2·MSE to the revised
+label; λ1 = 4, λ2 = 1). The rows this script wrote before that, with all-sample revision (every sample's
+T = 4 soft label revised inside KD's KL term, the recipe ``kd-lr-all``), are kept under ``LEGACY_HOW``
+and never rerun; a retrained teacher does not drop them (they name the teacher they used: the record it
+replaces is moved to the file's ``legacy_teachers``).
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ ROOT = Path(__file__).resolve().parent
 GROUPS = ("overall", "balanced", "head", "middle", "tail")
 STUDENTS = ("stacked units (TissueNet, m=4)", "stacked binary (m=16, k=8)")
 HOWS = ("CE alone", "KD + LR + DS")
+LEGACY_HOW = "KD + all-sample LR + DS"  # rows of the former all-sample revision (module docstring); not rerun
 
 
 def make_student(name: str, num_classes: int, in_channels: int, seed: int) -> torch.nn.Module:
@@ -71,8 +79,9 @@ def saved_teacher(runs: dict, seed: int, kept: Path, cached: Path) -> Path | Non
 
 
 def distilled_rows(runs: dict, seed: int) -> list[str]:
-    """The keys of ``seed``'s students that learned from its teacher (the CE-alone rows never saw it)."""
-    return [k for k, r in runs.items() if r.get("seed") == seed and r.get("how", "CE alone") != "CE alone"]
+    """The keys of ``seed``'s students that learned from its teacher (the CE-alone rows never saw it; the
+    ``LEGACY_HOW`` rows are a record of the teacher they used and are kept)."""
+    return [k for k, r in runs.items() if r.get("seed") == seed and r.get("how", "CE alone") in HOWS[1:]]
 
 
 def _write(res: dict, out: Path) -> None:
@@ -100,13 +109,20 @@ def main(argv=None) -> None:
     runs = res.get("runs", {})
     res.update(dataset=train.name, imbalance=args.imbalance, profile=profile.name,
                seeds=sorted(set(args.seeds) | {r["seed"] for r in runs.values()}),  # this run's and the file's
-               device=str(dev), environment=environment(dev), eta=args.eta, fraction=args.fraction,
+               device=str(dev), eta=args.eta, fraction=args.fraction,
                train_counts=[int(c) for c in train.counts], classes=list(train.classes),
                grouping="head / middle / tail = thirds of the classes by training count",
                note="teacher: GCL two-stage on the profile's model; students trained for the profile's stage-1 "
                     "schedule; 'stored bytes' = exported file (binary bits + packed indices for the binary net, "
-                    "float32 otherwise)",
+                    "float32 otherwise). 'KD + LR + DS' rows: label revision as the paper's split loss (since 3 Dec "
+                    f"2026); '{LEGACY_HOW}' rows: the same students distilled with all-sample revision (every "
+                    "sample's T = 4 soft label revised inside KD's KL term), as this script ran KD + LR + DS before "
+                    "3 Dec 2026 (2 threads, another 2-core VM); rows with their own 'environment' were run later, "
+                    "on the machine it names",
                runs=runs)  # fmt: skip
+    env = environment(dev)
+    res.setdefault("environment", env)  # the first session's; a row run in another one records its own
+    own_env = {} if env == res["environment"] else {"environment": env}
     tmpdir = Path(tempfile.mkdtemp(prefix="ltkd-pipeline-"))
     for seed in args.seeds:
         key = f"teacher|{seed}"
@@ -129,11 +145,13 @@ def main(argv=None) -> None:
                       flush=True)  # fmt: skip
                 for k in stale:
                     del res["runs"][k]
+                if any(r.get("seed") == seed and r.get("how") == LEGACY_HOW for r in res["runs"].values()):
+                    res.setdefault("legacy_teachers", {})[str(seed)] = res["runs"][key]
             res["runs"][key] = {**{k: m[k] for k in GROUPS}, "per_class": m["per_class"], "model": m["model"],
                                 "seed": seed, "seconds": round(time.perf_counter() - t0, 1),
                                 "train_error": training_error(teacher, train, dev),
                                 "parameters": count_params(teacher), "FLOPs": count_flops(teacher, shape),
-                                "stored bytes": BS.stored_bytes(teacher, tmpdir / "t.npz")}  # fmt: skip
+                                "stored bytes": BS.stored_bytes(teacher, tmpdir / "t.npz"), **own_env}  # fmt: skip
             _write(res, out)
             print(f"{key:44s} overall {100 * m['overall']:.1f}  tail {100 * m['tail']:.1f}", flush=True)
         if seed in args.save_teacher_seeds and (retrained or not kept.is_file()):  # the teacher these rows used
@@ -158,7 +176,7 @@ def main(argv=None) -> None:
                 res["runs"][key] = {**{k: rep[k] for k in GROUPS}, "per_class": rep["per_class"], "seed": seed,
                                     "student": name, "how": how, "seconds": round(time.perf_counter() - t0, 1),
                                     "parameters": count_params(student), "FLOPs": count_flops(student, shape),
-                                    "stored bytes": BS.stored_bytes(student, tmpdir / "s.npz")}  # fmt: skip
+                                    "stored bytes": BS.stored_bytes(student, tmpdir / "s.npz"), **own_env}  # fmt: skip
                 _write(res, out)
                 print(f"{key:44s} overall {100 * rep['overall']:.1f}  tail {100 * rep['tail']:.1f}  "
                       f"({res['runs'][key]['seconds']:.0f} s)", flush=True)  # fmt: skip

@@ -16,6 +16,7 @@ RUNS = {
     f"{PT.STUDENTS[1]}|KD + LR + DS|0": {"seed": 0, "student": PT.STUDENTS[1], "how": "KD + LR + DS"},
     "teacher|1": {"seed": 1},
     f"{PT.STUDENTS[0]}|KD + LR + DS|1": {"seed": 1, "student": PT.STUDENTS[0], "how": "KD + LR + DS"},
+    f"{PT.STUDENTS[0]}|{PT.LEGACY_HOW}|1": {"seed": 1, "student": PT.STUDENTS[0], "how": PT.LEGACY_HOW},
 }
 
 
@@ -36,6 +37,12 @@ def test_distilled_rows_are_the_seeds_students_of_the_teacher_only():
     )
     assert PT.distilled_rows(RUNS, 1) == [f"{PT.STUDENTS[0]}|KD + LR + DS|1"]
     assert PT.distilled_rows(RUNS, 2) == []
+
+
+def test_legacy_all_sample_rows_are_kept_and_never_scheduled():
+    # the former all-sample-revision rows record the teacher they used: a retrained teacher keeps them
+    assert PT.LEGACY_HOW not in PT.HOWS
+    assert all(PT.LEGACY_HOW not in k for k in PT.distilled_rows(RUNS, 1))
 
 
 def test_kept_teacher_name_is_the_one_chapter_9_loads():
