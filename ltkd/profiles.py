@@ -106,7 +106,9 @@ PROFILES = {
         ),  # fmt: skip
         stage2=TrainConfig(epochs=10, batch_size=128, lr=0.02, weight_decay=2e-4, warmup_epochs=0, schedule="cosine",
                            # H2T's published stage 2: BN statistics update; GCL's classifier stage: mixup α = 1
-                           option_defaults={"h2t_bn": "train", "gcl_mixup2": 1.0}),
+                           option_defaults={"h2t_bn": "train", "gcl_mixup2": 1.0,
+                                            # and each method's published stage-2 schedule (see the options)
+                                            "gcl_schedule2": "authors", "h2t_schedule2": "authors"}),
         notes="the CIFAR-LT recipe (Cao et al. 2019; GCL; H2T): ResNet-32, 200 epochs, for a GPU",
     ),
     "kd-paper": Profile(

@@ -262,12 +262,18 @@ def h2t_head(kind: str = "linear") -> Callable[[Context], str | None]:
 H2T_PAPER_WEIGHT_DECAY = {50: 2e-4, 100: 5e-4, 200: 2e-4}
 
 
+option("h2t_schedule2", ("profile", "authors"), "profile", "H2T stage 2: the profile's stage-2 schedule, or the "
+       "authors' (10 epochs, batch 128, lr 0.02, weight decay by imbalance factor; the paper profile sets authors)",
+       config="stage2")  # fmt: skip
+
+
 def h2t_stage2_schedule(cfg, ctx: Context | None):
-    """H2T's stage 2 under the ``paper`` profile: the authors' settings for the imbalance factor of the data
+    """H2T's stage 2 with option ``h2t_schedule2`` = authors (the ``paper`` profile's
+    stage-2 default): the authors' settings for the imbalance factor of the data
     (max count / min count, rounded): weight decay from :data:`H2T_PAPER_WEIGHT_DECAY` (the profile's 2e-4 for
     an imbalance factor the authors publish no config for), 10 epochs, batch 128, peak lr 0.02, cosine. ltkd
     steps the cosine every iteration where the authors step it every epoch. ``quick`` keeps its own stage 2."""
-    if ctx is None or ctx.profile.name != "paper":
+    if ctx is None or ctx.option("h2t_schedule2") != "authors":
         return cfg
     counts = ctx.counts
     imbalance = int(round(float(max(counts)) / max(1.0, float(min(counts)))))
