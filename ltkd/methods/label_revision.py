@@ -141,10 +141,11 @@ class LabelRevision(nn.Module):
 # --------------------------------------------------------------------------------------
 # 1b. The paper's loss: the batch split by whether the teacher is right
 # --------------------------------------------------------------------------------------
-def logit_mse(student_logits: torch.Tensor, teacher_probs_or_logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-sample mean squared difference of student and teacher *logits* (the KD host's term on samples the
-    teacher gets right in the public re-implementation); shape (B,)."""
-    return ((student_logits.float() - teacher_probs_or_logits.float()) ** 2).mean(1)
+def logit_mse(zs: torch.Tensor, zt: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-sample mean squared difference of student logits ``zs`` and teacher logits ``zt`` (the KD host's term
+    on samples the teacher gets right in the public re-implementation); shape (B,). ``y`` is unused: the
+    signature is :class:`RevisionSplit`'s ``right_term(zs, zt, y)``."""
+    return ((zs.float() - zt.float()) ** 2).mean(1)
 
 
 class RevisionSplit(nn.Module):
