@@ -10,6 +10,10 @@ already there, so the script can be stopped and resumed):
   paper's split loss, ``RevisionSplit``), all-sample revision (kd-lr-all) and its control (kd-mix: the
   label mixed in at the constant β = η on every sample), and the selected-fraction ablation of KD+DS
   (r = 0.5, 0.7; 0.9 is the table's KD+DS, 1.0 is KD).
+* ``--part strong`` → ``experiments/results/kd_strong_quick.json`` (chapter 4): the same students and
+  subsample, distilled from a teacher that has seen more than they have — cnn6 trained with CE on all
+  60,000 Fashion-MNIST training images (15 epochs; ``experiments/shipped.py``'s ``fmnist_ce_teacher``),
+  Hinton et al.'s setting: student alone (CE), KD, DKD, seeds 0, 1, 2.
 * ``--part lt`` → ``experiments/results/kd_lt_quick.json``: Fashion-MNIST-LT (IF 100, n_max 500,
   1,236 training images, so every shot group is present). Teachers cnn6 trained on the long
   tail with CE and with GCL two-stage (15 + 3 epochs, seed 0); students cnn6x0.5 alone (CE), KD
@@ -24,9 +28,9 @@ this script ran them before 3 Dec 2026, with all-sample revision (then the recip
 Sizes are chosen so that everything runs in minutes on two shared CPU cores; the teacher is a
 cnn6 (4× the student's parameters) because the teacher's forward pass dominates a KD step.
 
-The teachers are saved (float16 weights, < 1 MB each) as ``experiments/results/kd_teacher_*.pt``
-so chapters 4–5 can load them instead of training them; the runs here use the saved (rounded)
-weights too, so notebook and table distil the same teacher.
+The teachers are shipped models (``experiments/shipped.py``, files and provenance in
+``experiments/models/``; :data:`TEACHERS`), which chapters 4–5 load instead of training them; the
+runs here use the saved weights too, so notebook and table distil the same teacher.
 
     LTKD_THREADS=1 python experiments/kd_table.py --part balanced
     LTKD_THREADS=1 python experiments/kd_table.py --part lt
@@ -42,13 +46,12 @@ import json
 import time
 from pathlib import Path
 
+import shipped
 import torch
 from common import load_results, report, write_results
 
-from ltkd.checkpoint import atomic_write
 from ltkd.data import load, long_tail
-from ltkd.experiment import environment, evaluate, prepare_data, run
-from ltkd.methods.distill import load_teacher, training_error
+from ltkd.experiment import environment, prepare_data, run
 from ltkd.profiles import get_profile
 from ltkd.train import get_device
 
@@ -61,12 +64,13 @@ LT_IF, LT_NMAX = 100, 500
 SEEDS = (0, 1, 2)
 METHODS = ("ce", "kd", "kd-lr", "kd-ds", "kd-lr-ds", "dkd", "dkd-lr-ds", "kd-lr-all", "kd-mix")
 FRACTIONS = (0.5, 0.7)
+STRONG_METHODS = ("ce", "kd", "dkd")
 LT_METHODS = ("kd", "kd-lr-ds", "kd-lr", "kd-ds", "kd-lr-all", "kd-mix")
 LEGACY = ("kd-lr-all-ds", "dkd-lr-all-ds")  # recorded rows of a former recipe (module docstring); not rerun
 
 
 def balanced_data():
-    """300 training images per class (seed-0 draw) and the full balanced test set."""
+    """200 training images per class (seed-0 draw) and the full balanced test set."""
     train, test = load("fashion-mnist")
     return long_tail(train, 1, n_max=N_PER_CLASS, seed=0), test
 
@@ -75,46 +79,35 @@ def lt_data():
     return prepare_data("fashion-mnist", LT_IF, n_max=LT_NMAX)
 
 
-def teacher_profile():
-    return get_profile("quick").with_epochs(TEACHER_EPOCHS)
-
-
 def student_profile():
     p = get_profile("quick")
     return p.replace(stage1=p.stage1.replace(epochs=STUDENT_EPOCHS, batch_size=STUDENT_BATCH))
 
 
-def save_teacher_fp16(net: torch.nn.Module, path: Path, **meta) -> None:
-    sd = {k: (v.half() if v.is_floating_point() else v) for k, v in net.state_dict().items()}
-    ck = {"state_dict": sd, "arch": TEACHER, "num_classes": 10, "in_channels": 1, "head": type(net.head).__name__,
-          **meta}  # fmt: skip
-    atomic_write(path, lambda f: torch.save(ck, f))
+# the teachers, shipped in experiments/models/ (experiments/shipped.py: recipe and provenance)
+TEACHERS = {"fmnist": "fmnist200_ce_teacher", "fmnist_lt_ce": "fmnist_lt100_n500_ce_teacher",
+            "fmnist_lt_gcl": "fmnist_lt100_n500_gcl_teacher", "fmnist_full": "fmnist_ce_teacher"}  # fmt: skip
 
 
-def get_teacher(key: str, method: str, data, dev, doc: dict) -> torch.nn.Module:
-    """Train (or reload) teacher ``key`` and record its metrics in ``doc['teachers']``."""
-    path = RESULTS / f"kd_teacher_{key}.pt"
-    if not path.is_file():
-        t0 = time.perf_counter()
-        _, net = run(method=method, dataset="fashion-mnist", imbalance=data[0].meta.get("imbalance", 1), model=TEACHER,
-                     seed=0, profile=teacher_profile(), device=str(dev), data=data, progress=False)  # fmt: skip
-        save_teacher_fp16(net, path, method=method, seed=0, trained_by="experiments/kd_table.py",
-                          seconds=round(time.perf_counter() - t0, 1))  # fmt: skip
-    teacher = load_teacher(path, 10, 1, dev)
+def get_teacher(key: str, data, dev, doc: dict) -> torch.nn.Module:
+    """Teacher ``key``, shipped in ``experiments/models/`` (trained there first if its file is missing), with
+    its metrics recorded in ``doc['teachers']``. Students distil the saved weights, as the chapters do."""
+    name = TEACHERS[key]
+    if not shipped.files(name)[0].is_file():
+        net, metrics = shipped.train(name, data=data, device=dev, progress=False)
+        shipped.save(name, net, metrics, *data)
+    teacher, prov = shipped.load(name, device=dev)
     if key not in doc["teachers"]:
-        rep = evaluate(teacher, data[1], data[0].counts, dev)
-        doc["teachers"][key] = {
-            "model": TEACHER, "method": method, "file": f"experiments/results/{path.name}",
-            "train_error": training_error(teacher, data[0], dev),
-            **report(rep),
-            "seconds": torch.load(path, weights_only=True).get("seconds"),
-        }  # fmt: skip
+        spec = shipped.MODELS[name]
+        doc["teachers"][key] = {"model": spec.model, "method": spec.method, "file": prov["file"],
+                                "train_error": prov["test"]["train_error"], **report(prov["test"]),
+                                "seconds": prov["trained"].get("seconds")}  # fmt: skip
     return teacher
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--part", choices=["balanced", "lt"], required=True)
+    ap.add_argument("--part", choices=["balanced", "lt", "strong"], required=True)
     ap.add_argument("--device", default=None)
     ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), help="student seeds to run")
     ap.add_argument("--out", default=None, help="results file (default experiments/results/kd[_lt]_quick.json)")
@@ -140,15 +133,17 @@ def main() -> None:
         return
     dev = get_device(args.device)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = Path(args.out) if args.out else RESULTS / ("kd_quick.json" if args.part == "balanced" else "kd_lt_quick.json")
+    files = {"balanced": "kd_quick.json", "lt": "kd_lt_quick.json", "strong": "kd_strong_quick.json"}
+    out = Path(args.out) if args.out else RESULTS / files[args.part]
     doc = load_results(out)
-    data = balanced_data() if args.part == "balanced" else lt_data()
+    data = lt_data() if args.part == "lt" else balanced_data()
     doc.update(
-        dataset="fashion-mnist" + (f" balanced, {N_PER_CLASS}/class" if args.part == "balanced"
-                                   else f"-LT IF {LT_IF}, n_max {LT_NMAX}"),  # fmt: skip
+        dataset="fashion-mnist" + (f"-LT IF {LT_IF}, n_max {LT_NMAX}" if args.part == "lt"
+                                   else f" balanced, {N_PER_CLASS}/class"),  # fmt: skip
         train_counts=[int(c) for c in data[0].counts],
         test_size=len(data[1]),
-        profile=f"quick (teachers {TEACHER} {TEACHER_EPOCHS} epochs; students {STUDENT} {STUDENT_EPOCHS} epochs, "
+        profile=f"quick (teachers {TEACHER} {TEACHER_EPOCHS} epochs"
+                + (" on all 60,000 training images" if args.part == "strong" else "") + f"; students {STUDENT} {STUDENT_EPOCHS} epochs, "
                 f"batch {STUDENT_BATCH})",
         teacher_model=TEACHER, student_model=STUDENT, seeds=sorted(args.seeds),
         device=str(dev), torch=torch.__version__,
@@ -168,13 +163,16 @@ def main() -> None:
         write_results(out, doc)
 
     if args.part == "balanced":
-        teachers = {"fmnist": get_teacher("fmnist", "ce", data, dev, doc)}
+        teachers = {"fmnist": get_teacher("fmnist", data, dev, doc)}
         jobs = [("main", "fmnist", m, s, None) for s in args.seeds for m in METHODS]
         jobs += [("ablation", "fmnist", "kd-ds", s, f) for s in args.seeds for f in FRACTIONS]
+    elif args.part == "strong":
+        teachers = {"fmnist_full": get_teacher("fmnist_full", data, dev, doc)}
+        jobs = [("strong", "fmnist_full", m, s, None) for s in args.seeds for m in STRONG_METHODS]
     else:
-        teachers = {"fmnist_lt_ce": get_teacher("fmnist_lt_ce", "ce", data, dev, doc)}
+        teachers = {"fmnist_lt_ce": get_teacher("fmnist_lt_ce", data, dev, doc)}
         save()
-        teachers["fmnist_lt_gcl"] = get_teacher("fmnist_lt_gcl", "gcl", data, dev, doc)
+        teachers["fmnist_lt_gcl"] = get_teacher("fmnist_lt_gcl", data, dev, doc)
         jobs = [("lt", None, "ce", s, None) for s in args.seeds]
         jobs += [("lt", t, m, s, None) for s in args.seeds for t in teachers for m in LT_METHODS]
     save()

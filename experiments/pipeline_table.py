@@ -12,8 +12,8 @@ shows this file for the rest.
 
 The JSON is rewritten after every run and a rerun skips the runs already there (teachers are cached
 in ``runs/pipeline_table_cache``), so the script can be stopped and resumed. Seed 0's teacher is also
-kept in the repository (``experiments/results/pipeline_teacher_fashion-mnist_if100_quick_seed0.pt``,
-float32, ≈ 0.3 MB; ``--save-teacher-seeds``), and chapter 8 loads it instead of training it — the
+kept in the repository as the shipped model ``fmnist_lt100_gcl_teacher`` (``experiments/models/``, with
+its provenance; float32, ≈ 0.3 MB; ``--save-teacher-seeds``), and chapter 8 loads it instead of training it — the
 chapter's live students then distil the very teacher this table's seed-0 rows used. A teacher that has
 to be retrained (its weights gone) takes its seed's distilled rows with it: they are dropped and rerun
 with the new teacher, never mixed (a retrained teacher can match the old one's test accuracy class by
@@ -34,6 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import shipped
 import torch
 import torch.nn.functional as F
 from common import load_results, table_parser, write_results
@@ -66,9 +67,15 @@ def make_student(name: str, num_classes: int, in_channels: int, seed: int) -> to
     raise ValueError(f"unknown student {name!r}; known: {STUDENTS}")
 
 
-def teacher_file_name(dataset: str, imbalance: float, profile: str, seed: int) -> str:
-    """The kept teacher's file name; chapter 8 loads ``teacher_file_name("fashion-mnist", 100, "quick", 0)``."""
-    return f"pipeline_teacher_{dataset}_if{imbalance:g}_{profile}_seed{seed}.pt"
+SHIPPED = "fmnist_lt100_gcl_teacher"  # seed 0's teacher at chapter 8's settings (experiments/shipped.py)
+
+
+def kept_teacher(dataset: str, imbalance: float, profile: str, seed: int, teacher_dir: str | Path) -> Path:
+    """Where a kept teacher lives: seed 0's at chapter 8's settings is the shipped model :data:`SHIPPED`
+    (``experiments/models/``, which chapter 8 loads); any other in ``teacher_dir``."""
+    if (dataset, float(imbalance), profile, seed) == ("fashion-mnist", 100.0, "quick", 0):
+        return shipped.files(SHIPPED)[0]
+    return Path(teacher_dir) / f"pipeline_teacher_{dataset}_if{imbalance:g}_{profile}_seed{seed}.pt"
 
 
 def saved_teacher(runs: dict, seed: int, kept: Path, cached: Path) -> Path | None:
@@ -127,7 +134,7 @@ def main(argv=None) -> None:
     for seed in args.seeds:
         key = f"teacher|{seed}"
         cached = cache / f"teacher_{seed}" / "model.pt"
-        kept = Path(args.teacher_dir) / teacher_file_name(train.name, args.imbalance, profile.name, seed)
+        kept = kept_teacher(train.name, args.imbalance, profile.name, seed, args.teacher_dir)
         found = saved_teacher(res["runs"], seed, kept, cached)
         retrained = found is None
         if not retrained:
@@ -157,6 +164,9 @@ def main(argv=None) -> None:
         if seed in args.save_teacher_seeds and (retrained or not kept.is_file()):  # the teacher these rows used
             kept.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(kept, cached.read_bytes())
+            if kept == shipped.files(SHIPPED)[0]:  # its provenance follows the new weights
+                shipped.adopt(SHIPPED, cached, {"by": "experiments/pipeline_table.py", "seconds":
+                              res["runs"][key]["seconds"], "environment": env, "weights": "float32"})  # fmt: skip
             print(f"{key}: kept as {kept}", flush=True)
         if kept.is_file() and (found == kept and not retrained or seed in args.save_teacher_seeds):
             res["runs"][key]["file"] = os.path.relpath(kept, ROOT.parent)

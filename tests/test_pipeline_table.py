@@ -45,9 +45,9 @@ def test_legacy_all_sample_rows_are_kept_and_never_scheduled():
     assert all(PT.LEGACY_HOW not in k for k in PT.distilled_rows(RUNS, 1))
 
 
-def test_kept_teacher_name_is_the_one_chapter_9_loads():
-    name = PT.teacher_file_name("fashion-mnist", 100.0, "quick", 0)
-    assert name == "pipeline_teacher_fashion-mnist_if100_quick_seed0.pt"
-    assert (Path(PT.ROOT) / "results" / name).is_file()
+def test_kept_teacher_is_the_shipped_model_chapter_8_loads(tmp_path):
+    kept = PT.kept_teacher("fashion-mnist", 100.0, "quick", 0, tmp_path)
+    assert kept == Path(PT.ROOT) / "models" / "fmnist_lt100_gcl_teacher.pt" and kept.is_file()
+    assert PT.kept_teacher("fashion-mnist", 100.0, "quick", 1, tmp_path).parent == tmp_path
     chapter = (Path(PT.ROOT).parent / "notebooks" / "08_putting_it_together.ipynb").read_text()
-    assert "pipeline_teacher_{DATASET}_if{IMBALANCE:g}_{PROFILE}_seed{SEED}.pt" in chapter
+    assert f'\\"{PT.SHIPPED}\\"' in chapter  # shipped.get("fmnist_lt100_gcl_teacher", ...)
