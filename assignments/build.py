@@ -29,11 +29,11 @@ ROOT = HERE.parent
 DIST = HERE / "dist"
 
 # files a master names in its ASSIGNMENT CONFIG `files:` -> where they live in the repository
-SHIPPED = {
-    "kd_teacher_fmnist.pt": ROOT / "experiments" / "results" / "kd_teacher_fmnist.pt",
-    "kd_teacher_fmnist_lt_ce.pt": ROOT / "experiments" / "results" / "kd_teacher_fmnist_lt_ce.pt",
-    "kd_teacher_fmnist_lt_gcl.pt": ROOT / "experiments" / "results" / "kd_teacher_fmnist_lt_gcl.pt",
-    "pipeline_teacher.pt": ROOT / "experiments" / "results" / "pipeline_teacher_fashion-mnist_if100_quick_seed0.pt",
+SHIPPED = {  # the shipped models (experiments/shipped.py), under the names the assignments use
+    "kd_teacher_fmnist.pt": ROOT / "experiments" / "models" / "fmnist200_ce_teacher.pt",
+    "kd_teacher_fmnist_lt_ce.pt": ROOT / "experiments" / "models" / "fmnist_lt100_n500_ce_teacher.pt",
+    "kd_teacher_fmnist_lt_gcl.pt": ROOT / "experiments" / "models" / "fmnist_lt100_n500_gcl_teacher.pt",
+    "pipeline_teacher.pt": ROOT / "experiments" / "models" / "fmnist_lt100_gcl_teacher.pt",
 }
 
 # strings that must never reach a student's folder (checked after every build)

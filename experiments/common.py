@@ -1,7 +1,7 @@
 """What the experiment scripts share: where things are, resuming a results file, writing it safely, and which
 of a run's metrics a results file keeps.
 
-* :data:`RESULTS` — ``experiments/results/``: the result files the chapters read, and the teachers they load.
+* :data:`RESULTS` — ``experiments/results/``: the result files the chapters read (the models they load are in ``experiments/models/``: shipped.py).
 * :func:`cifar10_jpeg` — the CIFAR-10 JPEG copy (a local stand-in for torchvision's CIFAR-10).
 * :func:`load_results` — a results file as it stands (``{}`` if there is none yet): a rerun resumes from it.
 * :func:`write_results` — the file rewritten whole or not at all (:func:`ltkd.checkpoint.atomic_write`), after

@@ -3,8 +3,10 @@ selection (KD + LR + DS) into two compact students, each also trained alone with
 Fashion-MNIST-LT IF 100, ``quick`` profile, seeds 0, 1, 2.
 
 Per seed: the teacher (``ltkd.experiment.run("gcl")``), then for each student — a TissueNet-style
-ResNet of stacked units (m = 4) and a binary-stacked net (m = 16, k = 8) — one CE run and one
-KD + LR + DS run (η = 0.8, the teacher supervises the 90 % of samples with the best margin). The
+ResNet of stacked units (m = 4) and a binary-stacked net (m = 16, k = 8) — one CE run, one
+KD + LR + DS run (η = 0.8, the teacher supervises the 90 % of samples with the best margin), and the
+two baselines a student could use instead: plain KD from the same teacher (``kd_objective``: 0.1·CE +
+0.9·KD at T = 4) and CE + cRT (chapter 1's classifier re-training, the profile's stage 2) — :func:`train_student`. The
 students and settings are chapter 8's; the chapter runs seed 0 of the TissueNet student live and
 shows this file for the rest.
 
@@ -40,11 +42,11 @@ import torch.nn.functional as F
 from common import load_results, table_parser, write_results
 
 from ltkd.checkpoint import atomic_write
-from ltkd.experiment import environment, evaluate, prepare_data, run
-from ltkd.methods import Context
+from ltkd.experiment import environment, evaluate, prepare_data, run, run_stages
+from ltkd.methods import Context, get_method
 from ltkd.methods import binary_stack as BS
 from ltkd.methods import tissuenet as TN
-from ltkd.methods.distill import load_teacher, training_error
+from ltkd.methods.distill import kd_objective, load_teacher, training_error
 from ltkd.methods.label_revision import kd_lr_ds_objective
 from ltkd.metrics import count_flops, count_params
 from ltkd.profiles import get_profile
@@ -53,7 +55,8 @@ from ltkd.train import LossObjective, fit, get_device
 ROOT = Path(__file__).resolve().parent
 GROUPS = ("overall", "balanced", "head", "middle", "tail")
 STUDENTS = ("stacked units (TissueNet, m=4)", "stacked binary (m=16, k=8)")
-HOWS = ("CE alone", "KD + LR + DS")
+HOWS = ("CE alone", "KD + LR + DS", "KD", "CE + cRT")
+TEACHER_HOWS = ("KD + LR + DS", "KD")  # the rows that learn from the seed's teacher
 LEGACY_HOW = "KD + all-sample LR + DS"  # rows of the former all-sample revision (module docstring); not rerun
 
 
@@ -88,7 +91,19 @@ def saved_teacher(runs: dict, seed: int, kept: Path, cached: Path) -> Path | Non
 def distilled_rows(runs: dict, seed: int) -> list[str]:
     """The keys of ``seed``'s students that learned from its teacher (the CE-alone rows never saw it; the
     ``LEGACY_HOW`` rows are a record of the teacher they used and are kept)."""
-    return [k for k, r in runs.items() if r.get("seed") == seed and r.get("how", "CE alone") in HOWS[1:]]
+    return [k for k, r in runs.items() if r.get("seed") == seed and r.get("how", "CE alone") in TEACHER_HOWS]
+
+
+def train_student(student: torch.nn.Module, how: str, train, profile, ctx: Context) -> None:
+    """Train ``student`` as row ``how`` says: CE alone; KD + LR + DS or plain KD from ``ctx``'s teacher (the
+    profile's stage 1); CE + cRT (chapter 1's recipe: CE, then the classifier re-trained on class-balanced
+    batches, the profile's stage 2)."""
+    if how == "CE + cRT":
+        run_stages(get_method("crt"), student, train, profile, seed=ctx.seed, device=ctx.device, progress=False)
+        return
+    objective = {"CE alone": lambda: LossObjective(F.cross_entropy), "KD": lambda: kd_objective(ctx),
+                 "KD + LR + DS": lambda: kd_lr_ds_objective(ctx)}[how]()  # fmt: skip
+    fit(student, objective, train, profile.stage1, device=ctx.device, seed=ctx.seed, progress=False)
 
 
 def _write(res: dict, out: Path) -> None:
@@ -98,6 +113,7 @@ def _write(res: dict, out: Path) -> None:
 def main(argv=None) -> None:
     ap = table_parser(__doc__)
     ap.add_argument("--eta", type=float, default=0.8)
+    ap.add_argument("--hows", nargs="+", default=list(HOWS), choices=HOWS, help="the rows to run per student")
     ap.add_argument("--fraction", type=float, default=0.9)
     ap.add_argument("--out", default=str(ROOT / "results" / "pipeline_quick.json"))
     ap.add_argument("--cache", default="runs/pipeline_table_cache")
@@ -173,15 +189,14 @@ def main(argv=None) -> None:
             _write(res, out)
         ctx = Context(train=train, profile=profile, device=dev, seed=seed,
                       options={"teacher": teacher, "eta": args.eta, "fraction": args.fraction})  # fmt: skip
-        for how in HOWS:
+        for how in args.hows:
             for name in STUDENTS:
                 key = f"{name}|{how}|{seed}"
                 if key in res["runs"]:
                     continue
                 student = make_student(name, train.num_classes, train.in_channels, seed)
-                objective = LossObjective(F.cross_entropy) if how == "CE alone" else kd_lr_ds_objective(ctx)
                 t0 = time.perf_counter()
-                fit(student, objective, train, profile.stage1, device=dev, seed=seed, progress=False)
+                train_student(student, how, train, profile, ctx)
                 rep = evaluate(student, test, train.counts, dev)
                 res["runs"][key] = {**{k: rep[k] for k in GROUPS}, "per_class": rep["per_class"], "seed": seed,
                                     "student": name, "how": how, "seconds": round(time.perf_counter() - t0, 1),

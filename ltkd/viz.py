@@ -85,8 +85,13 @@ def plot_per_class(accs: dict[str, Sequence[float]], counts, classes: Sequence[s
 
 
 def plot_confusion(cm: np.ndarray, classes: Sequence[str] | None = None, ax=None, title: str = "Confusion matrix",
-                   normalise: bool = True):  # fmt: skip
-    """Confusion matrix (rows: true class, ordered as given; columns: predicted), row-normalised."""
+                   normalise: bool = True, xlabel: str = "predicted", ylabel: str = "true",
+                   colorbar_label: str | None = None, vmax: float | None = None):  # fmt: skip
+    """Confusion matrix (rows: true class, ordered as given; columns: predicted), row-normalised.
+
+    Any row-by-column matrix over the classes can be drawn with it (e.g. a teacher's mean soft labels): name its
+    axes with ``xlabel`` / ``ylabel`` and its colour bar with ``colorbar_label``; ``vmax`` is the colour scale's
+    top (default 1 for a row-normalised matrix, else its largest entry)."""
     import matplotlib.pyplot as plt
 
     cm = np.asarray(cm, float)
@@ -96,19 +101,22 @@ def plot_confusion(cm: np.ndarray, classes: Sequence[str] | None = None, ax=None
     classes = list(classes) if classes is not None else [str(i) for i in range(n)]
     if ax is None:
         _, ax = plt.subplots(figsize=(0.5 * n + 2, 0.5 * n + 1.5))
-    im = ax.imshow(cm, cmap="Blues", vmin=0, vmax=1 if normalise else None)
+    top = vmax if vmax is not None else (1.0 if normalise else float(cm.max()))
+    im = ax.imshow(cm, cmap="Blues", vmin=0, vmax=top)
     if n <= 20:
         for i in range(n):
             for j in range(n):
                 if cm[i, j] >= 0.01:
                     ax.text(j, i, f"{cm[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                            color="white" if cm[i, j] > 0.6 else "black")  # fmt: skip
+                            color="white" if cm[i, j] > 0.6 * top else "black")  # fmt: skip
     ax.set_xticks(range(n), classes, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(n), classes, fontsize=8)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.figure.colorbar(im, ax=ax, fraction=0.046)
+    bar = ax.figure.colorbar(im, ax=ax, fraction=0.046)
+    if colorbar_label:
+        bar.set_label(colorbar_label)
     return ax
 
 

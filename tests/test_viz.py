@@ -1,4 +1,6 @@
-"""The printed tables the chapters share: no ``None``/``NaN`` cells, numbers rounded."""
+"""The printed tables the chapters share: no ``None``/``NaN`` cells, numbers rounded; the figures name their axes."""
+
+import numpy as np
 
 from ltkd import viz
 
@@ -15,3 +17,18 @@ def test_group_table_stays_numeric_without_empty_groups():
     df = viz.group_table({"CE": {"overall": 0.7312, "tail": 0.6}}, keys=("overall", "tail"))
     assert list(df.dtypes) == [float, float]
     assert df.loc["CE", "overall"] == 73.1
+
+
+def test_plot_confusion_names_its_axes_and_colour_scale():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    m = np.array([[0.0, 0.3, 0.1], [0.2, 0.0, 0.05], [0.1, 0.1, 0.0]])
+    ax = viz.plot_confusion(m, ["a", "b", "c"], normalise=False, xlabel="wrong class", ylabel="true class",
+                            colorbar_label="share", vmax=float(m.max()))  # fmt: skip
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("wrong class", "true class")
+    im = ax.get_images()[0]
+    assert im.get_clim() == (0.0, 0.3)
+    assert ax.figure.axes[-1].get_ylabel() == "share"
+    default = viz.plot_confusion(np.eye(3) * 5, ["a", "b", "c"])
+    assert default.get_images()[0].get_clim() == (0.0, 1.0) and default.get_xlabel() == "predicted"
