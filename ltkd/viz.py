@@ -70,11 +70,15 @@ def plot_per_class(accs: dict[str, Sequence[float]], counts, classes: Sequence[s
         acc = np.asarray([np.nan if a is None else a for a in acc], float)
         order = np.argsort(counts)
         ax.plot(counts[order], acc[order], "o-", label=label, alpha=0.85)
-    if classes is not None:
+    ax.set_xscale("log")
+    if classes is not None and len(set(counts.tolist())) == len(counts):  # names on a top axis, off the data
+        top = ax.secondary_xaxis("top")
+        top.set_xticks(counts, [str(c) for c in classes], rotation=45, ha="left", fontsize=7)
+        top.minorticks_off()
+    elif classes is not None:  # classes of equal size share an x: name the points of the first model
         first = np.asarray([np.nan if a is None else a for a in next(iter(accs.values()))], float)
         for i, name in enumerate(classes):
             ax.annotate(str(name), (counts[i], first[i]), fontsize=7, xytext=(3, -9), textcoords="offset points")
-    ax.set_xscale("log")
     ax.set_xlabel("training images of the class (log scale)")
     ax.set_ylabel("test accuracy")
     ax.set_ylim(0, 1.02)

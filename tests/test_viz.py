@@ -32,3 +32,16 @@ def test_plot_confusion_names_its_axes_and_colour_scale():
     assert ax.figure.axes[-1].get_ylabel() == "share"
     default = viz.plot_confusion(np.eye(3) * 5, ["a", "b", "c"])
     assert default.get_images()[0].get_clim() == (0.0, 1.0) and default.get_xlabel() == "predicted"
+
+
+def test_plot_per_class_names_classes_on_a_top_axis_off_the_points():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    counts, names = [500, 100, 20], ["head", "mid", "tail"]
+    ax = viz.plot_per_class({"CE": [0.9, 0.5, None], "cRT": [0.8, 0.7, 0.6]}, counts, names)
+    assert not ax.texts  # no annotation drawn over the data
+    top = [c for c in ax.child_axes][0]
+    assert [t.get_text() for t in top.get_xticklabels()] == names
+    balanced = viz.plot_per_class({"CE": [0.9, 0.5, 0.4]}, [100, 100, 100], names)
+    assert [t.get_text() for t in balanced.texts] == names  # equal counts: the points are named instead
