@@ -14,6 +14,8 @@ already there, so the script can be stopped and resumed):
   subsample, distilled from a teacher that has seen more than they have — cnn6 trained with CE on all
   60,000 Fashion-MNIST training images (15 epochs; ``experiments/shipped.py``'s ``fmnist_ce_teacher``),
   Hinton et al.'s setting: student alone (CE), KD, DKD, seeds 0, 1, 2.
+  ``--student-epochs 6 15 30`` adds the same rows with longer student schedules (tables ``strong-e15``,
+  ``strong-e30``): whether KD's gain needs more than six epochs.
 * ``--part lt`` → ``experiments/results/kd_lt_quick.json``: Fashion-MNIST-LT (IF 100, n_max 500,
   1,236 training images, so every shot group is present). Teachers cnn6 trained on the long
   tail with CE and with GCL two-stage (15 + 3 epochs, seed 0); students cnn6x0.5 alone (CE), KD
@@ -79,9 +81,9 @@ def lt_data():
     return prepare_data("fashion-mnist", LT_IF, n_max=LT_NMAX)
 
 
-def student_profile():
+def student_profile(epochs: int = STUDENT_EPOCHS):
     p = get_profile("quick")
-    return p.replace(stage1=p.stage1.replace(epochs=STUDENT_EPOCHS, batch_size=STUDENT_BATCH))
+    return p.replace(stage1=p.stage1.replace(epochs=epochs, batch_size=STUDENT_BATCH))
 
 
 # the teachers, shipped in experiments/models/ (experiments/shipped.py: recipe and provenance)
@@ -105,6 +107,11 @@ def get_teacher(key: str, data, dev, doc: dict) -> torch.nn.Module:
     return teacher
 
 
+def epochs_of(table: str) -> int:
+    """The student schedule of a table: ``strong-eN`` → N epochs, every other table the default 6."""
+    return int(table.split("-e")[1]) if table.startswith("strong-e") else STUDENT_EPOCHS
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--part", choices=["balanced", "lt", "strong"], required=True)
@@ -116,6 +123,8 @@ def main() -> None:
     ap.add_argument("--methods", nargs="+", default=None, help="run only these methods")
     ap.add_argument("--teachers", nargs="+", default=None, help="run only students of these teachers")
     ap.add_argument("--merge", nargs="+", default=None, help="merge these part files into --out and stop")
+    ap.add_argument("--student-epochs", type=int, nargs="+", default=[STUDENT_EPOCHS],
+                    help="--part strong: student schedules to run (table 'strong' at 6 epochs, 'strong-eN' else)")
     args = ap.parse_args()
     if args.merge:
         merged = None
@@ -168,7 +177,9 @@ def main() -> None:
         jobs += [("ablation", "fmnist", "kd-ds", s, f) for s in args.seeds for f in FRACTIONS]
     elif args.part == "strong":
         teachers = {"fmnist_full": get_teacher("fmnist_full", data, dev, doc)}
-        jobs = [("strong", "fmnist_full", m, s, None) for s in args.seeds for m in STRONG_METHODS]
+        tables = {e: "strong" if e == STUDENT_EPOCHS else f"strong-e{e}" for e in args.student_epochs}
+        jobs = [(tables[e], "fmnist_full", m, s, None) for e in args.student_epochs for s in args.seeds
+                for m in STRONG_METHODS]  # fmt: skip
     else:
         teachers = {"fmnist_lt_ce": get_teacher("fmnist_lt_ce", data, dev, doc)}
         save()
@@ -196,7 +207,7 @@ def main() -> None:
             opts["fraction"] = frac
         t0 = time.perf_counter()
         m, _ = run(method=method, dataset="fashion-mnist", imbalance=data[0].meta.get("imbalance", 1), model=STUDENT,
-                   seed=seed, profile=student_profile(), device=str(dev), options=opts, data=data,
+                   seed=seed, profile=student_profile(epochs_of(table)), device=str(dev), options=opts, data=data,
                    progress=False)  # fmt: skip
         doc["runs"].append({"table": table, "teacher": tkey, "method": method,
                             "seed": seed, "fraction": frac, **report(m),
