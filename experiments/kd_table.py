@@ -152,17 +152,24 @@ def main() -> None:
         train_counts=[int(c) for c in data[0].counts],
         test_size=len(data[1]),
         profile=f"quick (teachers {TEACHER} {TEACHER_EPOCHS} epochs"
-                + (" on all 60,000 training images" if args.part == "strong" else "") + f"; students {STUDENT} {STUDENT_EPOCHS} epochs, "
-                f"batch {STUDENT_BATCH})",
+                + (" on all 60,000 training images" if args.part == "strong" else "")
+                + f"; students {STUDENT} {STUDENT_EPOCHS} epochs"
+                + (" in table 'strong', N epochs in tables 'strong-eN'" if args.part == "strong" else "")
+                + f", batch {STUDENT_BATCH})",
         teacher_model=TEACHER, student_model=STUDENT, seeds=sorted(args.seeds),
         device=str(dev), torch=torch.__version__,
-        defaults={"T": 4, "kd": "0.1·CE + 0.9·KD", "dkd": "α=1, β=8, warm-up 1 epoch", "eta": 0.8, "fraction": 0.9,
+        defaults={"T": 4, "kd": "0.1·CE + 0.9·KD", "dkd": "α=1, β=8, warm-up 20/240 of the student's epochs, at least 1 (1 at 6 and 15 epochs, 2 at 30)", "eta": 0.8, "fraction": 0.9,
                   "selection": "teacher true-class margin, top fraction",
                   "lr": "kd-lr, kd-lr-ds: teacher-right CE + 4·logit MSE, teacher-wrong 1·MSE to the revised label "
                         "(RevisionSplit, λ1=4, λ2=1, η=0.8); dkd-lr-ds: teacher-right CE + 1·DKD; kd-lr-all and "
                         "the legacy *-lr-all-ds rows: every sample's T=4 soft label revised inside KD's KL term"},
         script="experiments/kd_table.py --part " + args.part,
     )  # fmt: skip
+    if args.part == "strong":
+        doc["note"] = ("Teacher: experiments/models/fmnist_ce_teacher.pt (experiments/shipped.py), trained on all "
+                       "60,000 training images; students on the 2,000-image subsample. All rows on one idle-to-"
+                       "moderately-loaded 2-core CPU, 2 threads, 3 Dec 2026 (seconds are not a speed): "
+                       "python experiments/kd_table.py --part strong --student-epochs 6 15 30")  # fmt: skip
     env = environment(dev)
     doc.setdefault("environment", env)  # the first session's; a row run in another one records its own
     doc.setdefault("teachers", {})
