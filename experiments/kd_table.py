@@ -15,7 +15,8 @@ already there, so the script can be stopped and resumed):
   60,000 Fashion-MNIST training images (15 epochs; ``experiments/shipped.py``'s ``fmnist_ce_teacher``),
   Hinton et al.'s setting: student alone (CE), KD, DKD, seeds 0, 1, 2.
   ``--student-epochs 6 15 30`` adds the same rows with longer student schedules (tables ``strong-e15``,
-  ``strong-e30``): whether KD's gain needs more than six epochs.
+  ``strong-e30``): whether KD's gain needs more than six epochs; ``--dkd-beta 1`` adds DKD with β = 1
+  (tables ``strong-eN-beta1``): whether DKD's default β = 8 is what costs it here.
 * ``--part lt`` → ``experiments/results/kd_lt_quick.json``: Fashion-MNIST-LT (IF 100, n_max 500,
   1,236 training images, so every shot group is present). Teachers cnn6 trained on the long
   tail with CE and with GCL two-stage (15 + 3 epochs, seed 0); students cnn6x0.5 alone (CE), KD
@@ -108,8 +109,14 @@ def get_teacher(key: str, data, dev, doc: dict) -> torch.nn.Module:
 
 
 def epochs_of(table: str) -> int:
-    """The student schedule of a table: ``strong-eN`` → N epochs, every other table the default 6."""
-    return int(table.split("-e")[1]) if table.startswith("strong-e") else STUDENT_EPOCHS
+    """The student schedule of a table: ``strong-eN`` (and ``strong-eN-betaB``) → N epochs, every other table the
+    default 6."""
+    return int(table.split("-e")[1].split("-")[0]) if table.startswith("strong-e") else STUDENT_EPOCHS
+
+
+def beta_of(table: str) -> float | None:
+    """DKD's β of a ``strong-eN-betaB`` table (the β ablation), else None (DKD's default 8)."""
+    return float(table.split("-beta")[1]) if "-beta" in table else None
 
 
 def main() -> None:
@@ -123,6 +130,9 @@ def main() -> None:
     ap.add_argument("--methods", nargs="+", default=None, help="run only these methods")
     ap.add_argument("--teachers", nargs="+", default=None, help="run only students of these teachers")
     ap.add_argument("--merge", nargs="+", default=None, help="merge these part files into --out and stop")
+    ap.add_argument("--dkd-beta", type=float, nargs="+", default=[],
+                    help="--part strong: DKD rows with these β too (tables 'strong-eN-betaB'): is β = 8 what "
+                         "costs DKD here?")
     ap.add_argument("--student-epochs", type=int, nargs="+", default=[STUDENT_EPOCHS],
                     help="--part strong: student schedules to run (table 'strong' at 6 epochs, 'strong-eN' else)")
     args = ap.parse_args()
@@ -187,6 +197,8 @@ def main() -> None:
         tables = {e: "strong" if e == STUDENT_EPOCHS else f"strong-e{e}" for e in args.student_epochs}
         jobs = [(tables[e], "fmnist_full", m, s, None) for e in args.student_epochs for s in args.seeds
                 for m in STRONG_METHODS]  # fmt: skip
+        jobs += [(f"strong-e{e}-beta{b:g}", "fmnist_full", "dkd", s, None) for b in args.dkd_beta
+                 for e in args.student_epochs for s in args.seeds]  # fmt: skip
     else:
         teachers = {"fmnist_lt_ce": get_teacher("fmnist_lt_ce", data, dev, doc)}
         save()
@@ -212,6 +224,8 @@ def main() -> None:
             opts["teacher"] = teachers[tkey]
         if frac is not None:
             opts["fraction"] = frac
+        if beta_of(table) is not None:
+            opts["beta"] = beta_of(table)
         t0 = time.perf_counter()
         m, _ = run(method=method, dataset="fashion-mnist", imbalance=data[0].meta.get("imbalance", 1), model=STUDENT,
                    seed=seed, profile=student_profile(epochs_of(table)), device=str(dev), options=opts, data=data,

@@ -37,3 +37,8 @@ def test_results_keep_the_all_sample_rows_beside_the_new_ones(name):
     assert methods <= set(KT.METHODS) | set(KT.LT_METHODS) | set(KT.LEGACY)
     keys = [(r["table"], r["teacher"], r["method"], r["seed"], r["fraction"]) for r in runs]
     assert len(keys) == len(set(keys))  # one row per run: nothing recorded twice under one name
+
+
+def test_strong_tables_name_their_schedule_and_dkd_beta():
+    assert [KT.epochs_of(t) for t in ("strong", "strong-e15", "strong-e30-beta1", "main", "lt")] == [6, 15, 30, 6, 6]
+    assert KT.beta_of("strong-e30-beta1") == 1.0 and KT.beta_of("strong-e30") is None
