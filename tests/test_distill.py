@@ -252,3 +252,26 @@ def test_cli_distill_kd_paper_profile_trains_both_with_the_kd_recipe(tmp_path):
     for cfg in (m["stage_configs"]["dkd"], t["stage_configs"]["stage1"]):
         assert cfg["batch_size"] == 64 and cfg["lr"] == 0.05 and cfg["weight_decay"] == 5e-4
     assert m["stage_configs"]["dkd"]["milestones"] == [1, 1, 1]  # 150/180/210 of 240, moved in proportion to 2
+
+
+def test_distill_trains_a_named_teacher_longer_than_its_student_under_quick(tmp_path, monkeypatch):
+    """quick: the teacher gets teacher_epoch_factor × the stage-1 epochs (digits: 30 → 75); kd-paper: its own 240."""
+    import ltkd.experiment as E
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def spy(teacher, data, prof, epochs, *a, **k):
+        seen.append(epochs)
+        raise Stop
+
+    monkeypatch.setattr(E, "_teacher_for", spy)
+    for profile, want in (("quick", 75), ("kd-paper", None)):
+        with pytest.raises(Stop):
+            E.distill(teacher="cnn6", dataset="digits", profile=profile, out=tmp_path / profile)
+        assert seen[-1] == want
+    with pytest.raises(Stop):
+        E.distill(teacher="cnn6", dataset="digits", teacher_epochs=3, out=tmp_path / "given")
+    assert seen[-1] == 3
