@@ -98,7 +98,9 @@ PROFILES = {
                # `ltkd distill` trains a named teacher 2.5× the stage-1 epochs (15 on Fashion-MNIST, as the
                # shipped teacher experiments/models/fmnist_ce_teacher): after the same 6 epochs as its student
                # it was only 1.2 points ahead of it, and KD lost 0.2–0.3 points to the student alone
-               # (experiments/results/distill_defaults.json). The GPU profiles' schedules already converge.
+               # (experiments/results/distill_defaults.json); with the 15-epoch teacher (93.05 %) the student
+               # distilled with the defaults reaches 90.94 ± 0.20 % against 90.66 ± 0.17 % alone (3 seeds).
+               # The GPU profiles' schedules already converge.
                "teacher_epoch_factor": 2.5},
     ),
     "paper": Profile(
