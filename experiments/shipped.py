@@ -176,52 +176,45 @@ def train(name: str, data=None, device=None, progress: bool | str | None = None)
     return net.eval(), metrics
 
 
+def _record(name: str, folder: Path, train_data, test_data, recipe: dict, trained: dict, history) -> dict:
+    """Write ``NAME.json`` for the ``NAME.pt`` already in ``folder``: the reloaded file's test metrics, its sha256
+    and what the caller knows of how it was trained; return the provenance."""
+    pt, meta = files(name, folder)
+    reloaded = load_teacher(pt, train_data.num_classes, train_data.in_channels)
+    doc = {
+        "name": name, "file": f"experiments/models/{pt.name}", "sha256": sha256(pt), "bytes": pt.stat().st_size,
+        "recipe": {**asdict(MODELS[name]), "dataset": DATASET, "profile": "quick", **recipe,
+                   "train_images": len(train_data), "train_counts": [int(c) for c in train_data.counts]},
+        "command": f"python experiments/shipped.py --force {name}",
+        "trained": trained,
+        "history": history,
+        "test": test_report(reloaded, train_data, test_data),
+    }  # fmt: skip
+    atomic_write(meta, json.dumps(doc, indent=1) + "\n")
+    return doc
+
+
 def save(name: str, net: nn.Module, metrics: dict, train_data, test_data, folder: Path = MODELS_DIR) -> dict:
     """Write ``NAME.pt`` and ``NAME.json``; return the provenance."""
     spec = MODELS[name]
-    pt, meta = files(name, folder)
+    pt, _ = files(name, folder)
     folder.mkdir(parents=True, exist_ok=True)
     save_model(net.cpu(), pt, arch=spec.model, num_classes=train_data.num_classes,
                in_channels=train_data.in_channels, head=type(net.head).__name__, method=spec.method,
                image_size=list(train_data.images.shape[2:]), dataset=DATASET)  # fmt: skip
-    reloaded = load_teacher(pt, train_data.num_classes, train_data.in_channels)
-    doc = {
-        "name": name,
-        "file": f"experiments/models/{pt.name}",
-        "sha256": sha256(pt),
-        "bytes": pt.stat().st_size,
-        "recipe": {**asdict(spec), "dataset": DATASET, "profile": "quick",
-                   "stage_epochs": metrics.get("stage_epochs"), "train_images": len(train_data),
-                   "train_counts": [int(c) for c in train_data.counts]},  # fmt: skip
-        "command": f"python experiments/shipped.py --force {name}",
-        "trained": {"date": _dt.date.today().isoformat(), "seconds": metrics.get("train_seconds"),
-                    "environment": metrics.get("environment")},  # fmt: skip
-        "history": [{k: r[k] for k in ("stage", "epoch", "loss", "train_acc", "lr") if k in r}
-                    for r in metrics.get("history", [])],  # fmt: skip
-        "test": test_report(reloaded, train_data, test_data),
-    }
-    atomic_write(meta, json.dumps(doc, indent=1) + "\n")
-    return doc
+    trained = {"date": _dt.date.today().isoformat(), "seconds": metrics.get("train_seconds"),
+               "environment": metrics.get("environment")}  # fmt: skip
+    history = [{k: r[k] for k in ("stage", "epoch", "loss", "train_acc", "lr") if k in r}
+               for r in metrics.get("history", [])]  # fmt: skip
+    return _record(name, folder, train_data, test_data, {"stage_epochs": metrics.get("stage_epochs")}, trained,
+                   history)  # fmt: skip
 
 
 def adopt(name: str, src: Path, trained: dict, folder: Path = MODELS_DIR) -> dict:
     """Record a model an earlier table script trained (``Spec.adopted_from``): its file, moved here unchanged
-    (``src`` already moved to ``NAME.pt``), gets a provenance JSON whose test metrics are measured now."""
-    spec = MODELS[name]
-    pt, meta = files(name, folder)
-    net = load_teacher(pt, 10, 1)
-    tr, te = data_for(spec)
-    doc = {
-        "name": name, "file": f"experiments/models/{pt.name}", "sha256": sha256(pt), "bytes": pt.stat().st_size,
-        "recipe": {**asdict(spec), "dataset": DATASET, "profile": "quick", "train_images": len(tr),
-                   "train_counts": [int(c) for c in tr.counts]},
-        "command": f"python experiments/shipped.py --force {name}",
-        "trained": {**trained, "moved_from": str(src)},
-        "history": None,  # not recorded by the script that trained it
-        "test": test_report(net, tr, te),
-    }  # fmt: skip
-    atomic_write(meta, json.dumps(doc, indent=1) + "\n")
-    return doc
+    (``src`` already moved to ``NAME.pt``), gets a provenance JSON whose test metrics are measured now (no
+    per-epoch history: the script that trained it kept none)."""
+    return _record(name, folder, *data_for(MODELS[name]), {}, {**trained, "moved_from": str(src)}, None)
 
 
 def load(name: str, folder: Path = MODELS_DIR, device=None) -> tuple[nn.Module, dict]:
