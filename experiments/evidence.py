@@ -70,7 +70,6 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -295,11 +294,13 @@ def _register_models() -> None:
         def build(num_classes, in_channels, head="linear"):
             return tn.build(style, num_classes, in_channels, m=m, widths=widths, blocks_per_stage=1, head=head,
                             hybrid=tn.HYBRID_UNITS if hybrid else None, seed=torch.initial_seed())  # fmt: skip
+
         return build
 
     def binary(kind, m=32, k=16, widths=(16, 32, 64, 128)):
         def build(num_classes, in_channels, head="linear"):
             return bs.build(kind, num_classes, in_channels, m=m, k=k, widths=widths, head=head)
+
         return build
 
     nets = {"tn-m4": tissue("resnet", 4), "bs-m16k8": binary("stack", 16, 8, (16, 32, 64)),
@@ -420,8 +421,17 @@ class TableView:
         seeds = sorted(set(va) & set(vb))
         diffs = [100 * (va[s] - vb[s]) for s in seeds]
         mean, lo, hi = interval(diffs)
-        return {"a": a, "b": b, "key": key, "seeds": seeds, "diffs": [round(d, 2) for d in diffs], "mean": mean,
-                "lo": lo, "hi": hi, "verdict": verdict(lo, hi, len(seeds)) if len(seeds) > 1 else "too few seeds"}
+        return {
+            "a": a,
+            "b": b,
+            "key": key,
+            "seeds": seeds,
+            "diffs": [round(d, 2) for d in diffs],
+            "mean": mean,
+            "lo": lo,
+            "hi": hi,
+            "verdict": verdict(lo, hi, len(seeds)) if len(seeds) > 1 else "too few seeds",
+        }
 
     def pairs(self, key: str = "overall") -> list[dict]:
         return [self.pair(a, b, key) for a, b in self.table.pairs]
@@ -562,8 +572,17 @@ def train_job(job: str, seed: int, threads: int | None = None) -> dict:
         parents["teacher"] = {"job": j.teacher, "seed": ts, "sha256": record(j.teacher, ts)["weights_sha256"]}
     version = code_version()
     t0, c0 = time.perf_counter(), time.process_time()
-    metrics, net = run(j.method, data=data, model=j.model, seed=seed, profile=profile_for(j), device=str(dev),
-                       options=opts, stage1_state=state, progress=os.environ.get("LTKD_PROGRESS") == "log" and "log")
+    metrics, net = run(
+        j.method,
+        data=data,
+        model=j.model,
+        seed=seed,
+        profile=profile_for(j),
+        device=str(dev),
+        options=opts,
+        stage1_state=state,
+        progress=os.environ.get("LTKD_PROGRESS") == "log" and "log",
+    )
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     hist = [{k: r[k] for k in ("stage", "epoch", "loss", "train_acc", "lr") if k in r} for r in metrics["history"]]
     rec = {"job": job, "seed": seed, "spec": asdict(j), "data": asdict(DATA[j.data]),
@@ -589,8 +608,10 @@ def commit(job: str, seed: int, rec: dict, threads: int | None = None) -> None:
     """Commit the job's files alone (retrying while another git command holds the index)."""
     files = [str(p.relative_to(ROOT)) for p in (path(job, seed, threads), path(job, seed, suffix=".pt"))
              if p.is_file()]  # fmt: skip
-    msg = (f"evidence: {job} seed {seed}{f' ({threads} thread(s))' if threads else ''}: "
-           f"{100 * rec['metrics']['overall']:.2f} % in {rec['seconds']:.0f} s, code {rec['code_version'][:10]}")
+    msg = (
+        f"evidence: {job} seed {seed}{f' ({threads} thread(s))' if threads else ''}: "
+        f"{100 * rec['metrics']['overall']:.2f} % in {rec['seconds']:.0f} s, code {rec['code_version'][:10]}"
+    )
     for attempt in range(30):
         try:
             _git("add", "--", *files)
@@ -687,8 +708,11 @@ def main(argv: list[str] | None = None) -> int:
             continue
         rec = train_job(job, seed)
         conv = "converged" if all(c["converged"] for c in rec["convergence"].values()) else "NOT CONVERGED"
-        print(f"[{i + 1}/{len(todo)}] {job} seed {seed}: {100 * rec['metrics']['overall']:.2f} % "
-              f"(tail {100 * rec['metrics']['tail']:.1f}), {rec['seconds']:.0f} s, {conv}", flush=True)
+        print(
+            f"[{i + 1}/{len(todo)}] {job} seed {seed}: {100 * rec['metrics']['overall']:.2f} % "
+            f"(tail {100 * rec['metrics']['tail']:.1f}), {rec['seconds']:.0f} s, {conv}",
+            flush=True,
+        )
         if do_commit:
             commit(job, seed, rec)
     return 0

@@ -48,8 +48,13 @@ def test_interval_and_verdict():
 def _fake(store: Path, job: str, seed: int, overall: float, version: str = "v1", converged: bool = True):
     p = store / job / f"s{seed}.json"
     p.parent.mkdir(parents=True, exist_ok=True)
-    rec = {"job": job, "seed": seed, "metrics": {"overall": overall}, "code_version": version,
-           "convergence": {"stage1": {"converged": converged}}}
+    rec = {
+        "job": job,
+        "seed": seed,
+        "metrics": {"overall": overall},
+        "code_version": version,
+        "convergence": {"stage1": {"converged": converged}},
+    }
     p.write_text(json.dumps(rec))
 
 
