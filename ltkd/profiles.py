@@ -109,7 +109,9 @@ PROFILES = {
         stage1=TrainConfig(
             epochs=200, batch_size=128, lr=0.1, weight_decay=2e-4, warmup_epochs=5,
             schedule="step", milestones=(160, 180), gamma=0.1,
-            option_defaults={"gcl_mixup": 1.0, "h2t_mixup": 1.0},  # GCL's and H2T's published stage 1: mixup α = 1
+            # GCL's and H2T's published stage 1: mixup α = 1; GCL's at batch 64 (its authors' backbone script);
+            # CE with Cao et al.'s steps, lr ×0.01 at 160 and again at 180 (the CE baseline of LDAM-DRW's code)
+            option_defaults={"gcl_mixup": 1.0, "h2t_mixup": 1.0, "gcl_batch": 64, "ce_schedule": "cao"},
         ),  # fmt: skip
         stage2=TrainConfig(epochs=10, batch_size=128, lr=0.02, weight_decay=2e-4, warmup_epochs=0, schedule="cosine",
                            # H2T's published stage 2: BN statistics update; GCL's classifier stage: mixup α = 1

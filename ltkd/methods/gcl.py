@@ -319,10 +319,27 @@ def gcl_angular_stage2_objective(ctx: Context) -> LossObjective:
     return LossObjective(loss, mixup=ctx.option("gcl_mixup2"), name="gcl_angular2")
 
 
-GCL_STAGE1 = Stage(objective=gcl_stage1_objective, sampler="instance", name="stage1")
+option("gcl_batch", "number", None, "GCL stage 1: batch size (default the profile's; the paper profile's stage 1 "
+       "sets 64, as the authors train)", low=1)  # fmt: skip
+
+
+def gcl_stage1_schedule(cfg, ctx: Context | None):
+    """GCL's stage-1 config: the profile's, at batch ``gcl_batch`` where that is set — the ``paper`` profile's stage 1
+    sets 64, the authors' ``cifar_train_backbone.py`` batch (at the same lr 0.1, so twice the SGD steps of batch 128);
+    ``quick`` keeps its own batch."""
+    b = ctx.option("gcl_batch") if ctx is not None else cfg.option_defaults.get("gcl_batch")
+    if b is None:
+        return cfg
+    if float(b) != int(b):
+        raise LtkdError(f"option gcl_batch takes a whole number of images, got {b:g}")
+    return cfg.replace(batch_size=int(b))
+
+
+GCL_STAGE1 = Stage(objective=gcl_stage1_objective, sampler="instance", name="stage1", adjust=gcl_stage1_schedule)
 GCL_STAGE2 = Stage(objective=gcl_stage2_objective, sampler=gcl_sampler, head=None, trainable="head", bn="frozen",
                    config="stage2", name="gcl-stage2", adjust=gcl_stage2_schedule)  # fmt: skip
-GCL_ANGULAR_STAGE1 = Stage(objective=gcl_angular_stage1_objective, sampler="instance", name="stage1")
+GCL_ANGULAR_STAGE1 = Stage(objective=gcl_angular_stage1_objective, sampler="instance", name="stage1",
+                           adjust=gcl_stage1_schedule)
 GCL_ANGULAR_STAGE2 = Stage(objective=gcl_angular_stage2_objective, sampler=gcl_sampler, head=None,
                            trainable="head", bn="frozen", config="stage2", name="gcl-angular-stage2",
                            adjust=gcl_stage2_schedule)  # fmt: skip
