@@ -275,3 +275,52 @@ def test_distill_trains_a_named_teacher_longer_than_its_student_under_quick(tmp_
     with pytest.raises(Stop):
         E.distill(teacher="cnn6", dataset="digits", teacher_epochs=3, out=tmp_path / "given")
     assert seen[-1] == 3
+
+
+def test_dkd_beta_is_the_authors_for_the_teacher_student_pair():
+    """mdistiller's CIFAR-100 configs: β = 2 for resnet56 -> resnet20, 8 (the default) for resnet32x4 -> resnet8x4,
+    6 for the VGG / WRN pairs; a pair they do not list gets 8, named as such; the user's β wins."""
+    from ltkd.methods import Context, get_method
+    from ltkd.methods.distill import DKD_BETA, dkd_beta
+    from ltkd.profiles import get_profile
+
+    assert dkd_beta("resnet56", "resnet20") == (2.0, "resnet56 -> resnet20")
+    assert dkd_beta("resnet32x4", "resnet8x4") == (8.0, "resnet32x4 -> resnet8x4")
+    assert dkd_beta("wrn_40_2", "wrn_16_2")[0] == 6.0 and DKD_BETA[("resnet110", "resnet32b")] == 2.0
+    assert dkd_beta("cnn6", "cnn6x0.5") == (8.0, "cnn6 -> cnn6x0.5 (other pair: default)")
+    x, y = torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 2, 3])
+
+    def beta_in_a_run(teacher: str, student: str, **options) -> float:
+        torch.manual_seed(0)
+        ctx = Context(train=None, profile=get_profile("quick"), device=torch.device("cpu"),
+                      options={"teacher": build_model(teacher, 4, 3), **options})  # fmt: skip
+        obj = get_method("dkd").stages[0].objective(ctx)
+        obj.train()
+        obj(build_model(student, 4, 3), x, y, torch.arange(4))
+        return obj.beta
+
+    assert beta_in_a_run("resnet56", "resnet20") == 2.0
+    assert beta_in_a_run("resnet32x4", "resnet8x4") == 8.0
+    assert beta_in_a_run("cnn6", "cnn6x0.5") == 8.0
+    assert beta_in_a_run("resnet56", "resnet20", beta=1.0) == 1.0
+
+
+def test_a_named_teacher_on_a_tiny_set_trains_no_longer_than_its_student(monkeypatch, tmp_path):
+    """quick's teacher_epoch_factor (2.5) lengthens quick's own 6 epochs to 15 (Fashion-MNIST); it does not multiply
+    digits' override (30 epochs at batch 32), which made `ltkd distill --dataset digits --teacher resnet32x4` train
+    a 75-epoch teacher for about 10 minutes: the teacher trains the student's 30."""
+    import ltkd.experiment as E
+    from ltkd.profiles import get_profile
+
+    seen = {}
+
+    def stop(teacher, data, prof, teacher_epochs, *args):
+        seen["epochs"] = teacher_epochs
+        raise RuntimeError("stop before training")
+
+    monkeypatch.setattr(E, "_teacher_for", stop)
+    with pytest.raises(RuntimeError, match="stop before"):
+        E.distill("kd", teacher="resnet32x4", student="resnet8", dataset="digits", out=tmp_path / "d")
+    quick = get_profile("quick")
+    assert seen["epochs"] == quick.for_dataset("digits").stage1.epochs == 30
+    assert quick.teacher_epochs("fashion-mnist") == 15 and get_profile("paper").teacher_epochs("digits") is None

@@ -68,7 +68,7 @@ from ..objective import LossObjective, Objective
 from . import FRACTION, NONNEGATIVE, Context, Recipe, Stage, gcl, option, register
 
 __all__ = ["fuse", "fused_channels", "H2T", "h2t_objective", "h2t_stage", "gcl_h2t_stage", "H2T_STAGE", "h2t_bn",
-           "h2t_head", "h2t_stage2_schedule", "H2T_PAPER_WEIGHT_DECAY", "DEFAULT_RHO"]
+           "h2t_head", "h2t_stage2_schedule", "H2T_PAPER_WEIGHT_DECAY", "h2t_benchmark", "DEFAULT_RHO"]
 
 DEFAULT_RHO = 0.25
 
@@ -256,10 +256,30 @@ def h2t_head(kind: str = "linear") -> Callable[[Context], str | None]:
     return head
 
 
-# The authors' CIFAR-100-LT stage-2 configs (H2T repository, config/cifar100/*_stage2_ce_H2T.yaml): 10 epochs,
-# batch 128, SGD momentum 0.9, a cosine from lr_factor · lr = 0.02 (0.2 · 0.1 at IF 50 and 100, 0.1 · 0.2 at
-# IF 200) set once per epoch, and weight decay 5e-4 at IF 100, 2e-4 at IF 50 and 200.
-H2T_PAPER_WEIGHT_DECAY = {50: 2e-4, 100: 5e-4, 200: 2e-4}
+# The authors' stage-2 weight decay by (data set, imbalance factor). Their CIFAR-100-LT configs (H2T repository,
+# config/cifar100/cifar100_imb{0005,001,002}_stage2_ce_H2T.yaml): 10 epochs, batch 128, SGD momentum 0.9, a cosine
+# from lr_factor · lr = 0.02 (0.1 · 0.2 at IF 200, 0.2 · 0.1 at IF 100 and 50) set once per epoch, and weight decay
+# 2e-4 at IF 200, 5e-4 at IF 100, 2e-4 at IF 50. For CIFAR-10-LT the repository has no CE + H2T config; its one
+# CIFAR-10-LT stage-2 config (config/cifar10/ResLT/imb001/cifar10_imb001_stage2_ResLT_H2T.yaml, H2T on ResLT, IF 100)
+# uses weight decay 5e-4, taken here for CIFAR-10-LT at IF 100. Any other pair keeps the profile's weight decay.
+H2T_PAPER_WEIGHT_DECAY = {("cifar100", 200): 2e-4, ("cifar100", 100): 5e-4, ("cifar100", 50): 2e-4,
+                          ("cifar10", 100): 5e-4}  # fmt: skip
+
+
+def h2t_benchmark(data: ImageData) -> tuple[str, float]:
+    """(data set, imbalance factor) of a training set, the key of :data:`H2T_PAPER_WEIGHT_DECAY`.
+
+    The data set: ``cifar10`` / ``cifar100`` for 10 / 100 classes of 3×32×32 images (CIFAR itself, or a copy read
+    from an image folder), else the set's name. The imbalance factor: the one :func:`ltkd.data.long_tail` made the
+    set with (``meta["imbalance"]``), else n_max / n_min rounded. (The counts alone mislead where ⌊n_max · IF^(−1)⌋
+    rounds: CIFAR-100-LT at IF 200 keeps 500 and 2 images, a ratio of 250.)"""
+    shape, c = tuple(data.images.shape[1:]), data.num_classes
+    name = f"cifar{c}" if shape == (3, 32, 32) and c in (10, 100) else data.name
+    imbalance = data.meta.get("imbalance")
+    if imbalance is None or data.meta.get("lt_profile", "exp") != "exp":
+        counts = data.counts
+        imbalance = round(float(max(counts)) / max(1.0, float(min(counts))))
+    return name, float(imbalance)
 
 
 option("h2t_schedule2", ("profile", "authors"), "profile", "H2T stage 2: the profile's stage-2 schedule, or the "
@@ -269,15 +289,13 @@ option("h2t_schedule2", ("profile", "authors"), "profile", "H2T stage 2: the pro
 
 def h2t_stage2_schedule(cfg, ctx: Context | None):
     """H2T's stage 2 with option ``h2t_schedule2`` = authors (the ``paper`` profile's
-    stage-2 default): the authors' settings for the imbalance factor of the data
-    (max count / min count, rounded): weight decay from :data:`H2T_PAPER_WEIGHT_DECAY` (the profile's 2e-4 for
-    an imbalance factor the authors publish no config for), 10 epochs, batch 128, peak lr 0.02, cosine. ltkd
+    stage-2 default): the authors' settings for the data set and imbalance factor of the data
+    (:func:`h2t_benchmark`): weight decay from :data:`H2T_PAPER_WEIGHT_DECAY` (the profile's for a pair the authors
+    publish no config for), 10 epochs, batch 128, peak lr 0.02, cosine. ltkd
     steps the cosine every iteration where the authors step it every epoch. ``quick`` keeps its own stage 2."""
     if ctx is None or ctx.option("h2t_schedule2") != "authors":
         return cfg
-    counts = ctx.counts
-    imbalance = int(round(float(max(counts)) / max(1.0, float(min(counts)))))
-    wd = H2T_PAPER_WEIGHT_DECAY.get(imbalance, cfg.weight_decay)
+    wd = H2T_PAPER_WEIGHT_DECAY.get(h2t_benchmark(ctx.train), cfg.weight_decay)
     return cfg.replace(epochs=10, batch_size=128, lr=0.02, weight_decay=wd, warmup_epochs=0, schedule="cosine",
                        milestones=())  # fmt: skip
 
