@@ -8,6 +8,10 @@ Every model has the same three parts, so every method can reach the piece it nee
   replaceable with :func:`set_head` (cRT re-trains only this).
 
 ``model(x) == model.head(model.embed(x))``.
+
+Two ResNet-32s: ``resnet32`` is the long-tail papers' network (LDAM-DRW, GCL, H2T: zero-padded shortcuts, fan-in
+initialisation) and ``resnet32b`` the KD papers' convention (projection shortcuts, fan-out), which the other CIFAR
+ResNets here (resnet8, resnet20, resnet56, resnet8x4, resnet32x4) follow; see :class:`ResNet`.
 """
 
 from __future__ import annotations

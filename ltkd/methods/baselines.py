@@ -13,6 +13,15 @@ paper compares with, each one loss trained with instance sampling:
 * **reweight** — class-balanced re-weighting by the effective number of samples (Cui et al., CVPR 2019).
 * **la** — logit adjustment, CE(z + τ log prior) (Menon et al., ICLR 2021; τ = 1 is the balanced softmax).
 * **ldam-drw** — label-distribution-aware margins with deferred re-weighting (Cao et al., NeurIPS 2019).
+
+Under the ``paper`` profile, ``ce`` (and cRT's stage 1, the same stage) is the CE baseline of Cao et al.'s code
+(LDAM-DRW's ``cifar_train.py``): ResNet-32 with zero-padded shortcuts, 200 epochs at batch 128, lr 0.1 with a 5-epoch
+warm-up, ×0.01 at epoch 160 and ×0.0001 at 180 (option ``ce_schedule``; :func:`cao_step_schedule`), weight decay 2e-4;
+``ldam-drw`` steps the same way. Where ltkd differs from the authors: the learning rate is set every iteration (the
+warm-up a linear ramp over its iterations) where their code sets it once per epoch; ``reweight`` keeps the profile's
+×0.1 steps, where their code steps its re-weighting baseline as its CE; ``la`` follows the profile, not Menon et al.'s
+TensorFlow runs (another data split and schedule); cRT has no CIFAR recipe of its authors (Kang et al. train
+ImageNet-LT and others), so its stage 2 is the profile's.
 """
 
 from __future__ import annotations
@@ -57,8 +66,12 @@ CRT_STAGE = Stage(
     config="stage2", name="crt",
 )  # fmt: skip
 
-register(Recipe("ce", "cross-entropy with instance sampling", [CE_STAGE], chapter="01"))
-register(Recipe("crt", "CE, then classifier re-training with class-balanced sampling (Kang et al. 2020)",
+register(Recipe("ce", "cross-entropy with instance sampling; under paper Cao et al.'s CE baseline (lr ×0.01 at each "
+                "step). Differs from their code: lr set every iteration, not every epoch", [CE_STAGE],
+                chapter="01"))  # fmt: skip
+register(Recipe("crt", "CE, then classifier re-training with class-balanced sampling (Kang et al. 2020). Differs: "
+                "their code has no CIFAR recipe; stage 1 is ltkd's ce, stage 2 the profile's (paper: 10 epochs from "
+                "lr 0.02)",
                 [CE_STAGE, CRT_STAGE], chapter="01"))  # fmt: skip
 
 
@@ -160,10 +173,14 @@ LA_STAGE = Stage(objective=la_objective, sampler="instance", name="stage1")
 
 LDAM_DRW_STAGE = Stage(objective=ldam_drw_objective, sampler="instance", name="stage1", adjust=cao_step_schedule)
 
-register(Recipe("reweight", "CE re-weighted by class-balanced effective-number weights, β = 0.9999 (Cui et al. 2019)",
+register(Recipe("reweight", "CE re-weighted by class-balanced effective-number weights, β = 0.9999 (Cui et al. 2019). "
+                "Differs: under paper the profile's ×0.1 steps, where Cao et al.'s code steps its re-weighting "
+                "baseline ×0.01",
                 [REWEIGHT_STAGE], chapter="02"))  # fmt: skip
-register(Recipe("la", "logit-adjusted loss CE(z + τ log prior), τ = 1 (Menon et al. 2021; = balanced softmax)",
+register(Recipe("la", "logit-adjusted loss CE(z + τ log prior), τ = 1 (Menon et al. 2021; = balanced softmax). "
+                "Differs: the paper profile's schedule, not the authors' (TensorFlow, another data split)",
                 [LA_STAGE], chapter="02"))  # fmt: skip
 register(Recipe("ldam-drw", "LDAM margins on a cosine head, s = 30, deferred re-weighting from 80 % of the epochs, "
-                "lr ×0.01 at each step of a step schedule (Cao et al. 2019)", [LDAM_DRW_STAGE], head="cosine",
+                "lr ×0.01 at each step of a step schedule (Cao et al. 2019). Differs: lr set every iteration, not every "
+                "epoch", [LDAM_DRW_STAGE], head="cosine",
                 chapter="02"))  # fmt: skip

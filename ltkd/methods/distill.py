@@ -374,5 +374,6 @@ def dkd_objective(ctx: Context, **kw) -> DKD:
 
 register(Recipe("kd", "knowledge distillation (Hinton et al. 2015); teacher via `ltkd distill`",
                 [Stage(objective=kd_objective, name="kd")], chapter="04", teacher=True))  # fmt: skip
-register(Recipe("dkd", "decoupled KD (Zhao et al. 2022): α·TCKD + β·NCKD; teacher via `ltkd distill`",
+register(Recipe("dkd", "decoupled KD (Zhao et al. 2022): α·TCKD + β·NCKD, β of the teacher-student pair as the "
+                "authors' configs (8 for pairs they do not list); teacher via `ltkd distill`",
                 [Stage(objective=dkd_objective, name="dkd")], chapter="04", teacher=True))  # fmt: skip

@@ -18,7 +18,8 @@ head-class variety onto tail samples at the level of the last feature map:
 No fusion at evaluation. ρ = 0.25 in every published CIFAR config (the code's default is
 0.3). The published stage 2 (the authors' ``train_stage2.py`` and CIFAR-100-LT configs): the stage-1
 classifier is loaded and fine-tuned (the backbone is frozen: only the classifier is in the optimiser),
-10 epochs, batch 128, lr 0.02 cosine, weight decay 5e-4 at IF 100 (2e-4 at IF 50 and 200), backbone
+10 epochs, batch 128, lr 0.02 cosine, weight decay 5e-4 at IF 100 (2e-4 at IF 50 and 200; keyed by data set and
+imbalance factor in :data:`H2T_PAPER_WEIGHT_DECAY`), backbone
 BatchNorm statistics still updating (``shift_bn``; ``Stage.bn="train"``), the two batches forwarded in
 two separate passes; stage 1 is CE (or GCL) with mixup.
 
@@ -48,9 +49,14 @@ Where ltkd differs from the authors (what they do / what ltkd does / why):
   without GCL's stage-2 mixup (the fusion takes its place) and, in the ``paper`` profile, on H2T's stage-2
   schedule (10 epochs from 0.02) rather than GCL's (30 from 0.002) — the H2T repository publishes only
   CE configs for CIFAR, so how the authors combine the two is not known to us;
-* donors are augmented like training images (random crop, flip) with their own seeded
-  generators, so the class-balanced batch order is the same as cRT's (the authors' donors come from
-  a second data loader with the same augmentation).
+* donors: the authors draw them from a second ``DataLoader`` over the training set (instance sampling, the
+  same augmentation). ltkd draws no second loader: :class:`H2T` itself picks the donor indices with its own seeded
+  ``torch.Generator`` (uniformly over the training images for ``instance``, by per-image weights otherwise), takes
+  those images from the training set it keeps on the device as uint8, and augments them (random crop, flip;
+  :func:`ltkd.data.augment`) with a second seeded generator — so the class-balanced batches the engine draws
+  come in the same order as cRT's, and a resumed run continues both streams (:meth:`H2T.rng_state`);
+* CIFAR-10-LT: the authors publish no CE + H2T config for it; the weight decay at IF 100 (5e-4) is their
+  ResLT + H2T config's, and any other imbalance factor of CIFAR-10 keeps the profile's (2e-4).
 """
 
 from __future__ import annotations
@@ -344,8 +350,11 @@ def gcl_h2t_stage(bn: str = "frozen", name: str = "gcl-h2t") -> Stage:
                  config="stage2", name=name, adjust=h2t_stage2_schedule)  # fmt: skip
 
 
-register(Recipe("h2t", "CE, then H2T head-to-tail feature fusion in classifier re-training (Li et al. 2024)",
+register(Recipe("h2t", "CE, then H2T head-to-tail feature fusion in classifier re-training (Li et al. 2024). "
+                "Differs: donors drawn by the objective's own seeded sampler, not a second data loader; lr set "
+                "every iteration, not every epoch; CIFAR-10-LT's weight decay from the authors' ResLT config",
                 [H2T_STAGE1, H2T_STAGE], chapter="03"))  # fmt: skip
 
 register(Recipe("gcl-h2t", "GCL stage 1 (cosine head), then GCL's stage 2 on H2T-fused feature maps "
-                "(Li et al. 2024)", [gcl.GCL_STAGE1, gcl_h2t_stage()], head="cosine", chapter="03"))  # fmt: skip
+                "(Li et al. 2024). Differs: the authors publish no GCL + H2T config; H2T's stage-2 schedule, no "
+                "GCL stage-2 mixup", [gcl.GCL_STAGE1, gcl_h2t_stage()], head="cosine", chapter="03"))  # fmt: skip
