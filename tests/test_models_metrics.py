@@ -46,9 +46,9 @@ def test_resnet32_is_the_long_tail_papers_option_a_fan_in_network():
     for net, mode in ((a, "fan_in"), (b, "fan_out")):
         w = net.layers[10].conv1.weight  # stage 3: 32 in, 64 out channels, 3x3
         fan = w.shape[1] * 9 if mode == "fan_in" else w.shape[0] * 9
-        assert abs(float(w.std()) / (2 / fan) ** 0.5 - 1) < 0.05, mode
-    assert abs(float(a.head.weight.std()) / (2 / 64) ** 0.5 - 1) < 0.15  # the authors initialise nn.Linear too
-    assert float(b.head.weight.abs().max()) <= 64**-0.5  # PyTorch's default U(±1/sqrt(fan_in))
+        assert abs(float(w.detach().std()) / (2 / fan) ** 0.5 - 1) < 0.05, mode
+    assert abs(float(a.head.weight.detach().std()) / (2 / 64) ** 0.5 - 1) < 0.15  # the authors initialise nn.Linear too
+    assert float(b.head.weight.detach().abs().max()) <= 64**-0.5  # PyTorch's default U(±1/sqrt(fan_in))
 
 
 def test_kd_resnets_keep_projection_shortcuts():
