@@ -186,13 +186,17 @@ def run_all(a) -> None:
 
 
 def in_results(results: Path, label: str) -> set[tuple[str, int]]:
-    """(method, seed) of the runs the results file holds on this data and this kind of device (the GPU's name, or
-    the same processor and threads): a fresh checkout, whose ``runs/`` is empty, does not train them again."""
+    """(method, seed) of the runs the results file holds on this data, this kind of device (the GPU's name, or
+    the same processor and threads) and the paper profile's network: a fresh checkout, whose ``runs/`` is empty,
+    does not train them again (a run of another network, e.g. ``resnet32b``, is trained again)."""
+    from ltkd.profiles import get_profile
+
     if not results.is_file():
         return set()
-    here = device_here()
+    here, model = device_here(), get_profile("paper").model
     runs = json.loads(results.read_text()).get("runs", [])
-    return {(r["method"], r["seed"]) for r in runs if r.get("data") == label and r.get("device_name") == here}
+    return {(r["method"], r["seed"]) for r in runs
+            if r.get("data") == label and r.get("device_name") == here and r.get("model") == model}  # fmt: skip
 
 
 def device_here() -> str:

@@ -408,8 +408,8 @@ def distill(
     t0 = time.perf_counter()
     dev = get_device(device)
     train, test = prepare_data(dataset, imbalance, lt_profile)
-    if teacher_epochs is None and "teacher_epoch_factor" in prof.extra:  # quick: a teacher trained to convergence
-        teacher_epochs = round(prof.for_dataset(train.name).stage1.epochs * prof.extra["teacher_epoch_factor"])
+    if teacher_epochs is None:  # quick: a teacher trained to convergence (Profile.teacher_epochs)
+        teacher_epochs = prof.teacher_epochs(train.name)
     net, arch, source = _teacher_for(teacher, (train, test), prof, teacher_epochs, seed, dev, outdir / "teacher",
                                      resume_unfingerprinted)  # fmt: skip
     report = {"model": arch, "epochs": teacher_epochs if not Path(teacher).is_file() else None,

@@ -94,16 +94,18 @@ def test_la_trains_on_digits():
     assert m["overall"] > 0.2 and m["method"] == "la"
 
 
-def test_ldam_drw_steps_its_learning_rate_by_100_in_the_paper_schedule():
-    """LDAM-DRW's recipe: lr ×0.01 at epoch 160 and ×0.0001 at 180; the paper profile steps ×0.1 for the others."""
-    from ltkd.methods import get_method, stage_config
+def test_ldam_drw_and_ce_step_their_learning_rate_by_100_in_the_paper_schedule():
+    """Cao et al.'s schedule (LDAM-DRW's cifar_train.py, for CE too): lr ×0.01 at epoch 160 and ×0.0001 at 180.
+    The paper profile's ce (and cRT's stage 1, the same stage) follows it; GCL and H2T step ×0.1 as their authors;
+    the kd-paper profile's CE keeps its ×0.1 steps; ``ce_schedule=profile`` gives the profile's own."""
+    from ltkd.methods import Context, get_method, stage_config
     from ltkd.profiles import get_profile
     from ltkd.train import _scheduler
 
-    paper = get_profile("paper")
-
-    def lr_at(method: str, epoch: int) -> float:
-        cfg = stage_config(paper, get_method(method).stages[0])
+    def lr_at(method: str, epoch: int, profile: str = "paper", **options) -> float:
+        prof = get_profile(profile)
+        ctx = Context(train=None, profile=prof, device=torch.device("cpu"), options=options)
+        cfg = stage_config(prof, get_method(method).stages[0], ctx)
         opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=cfg.lr)
         sched = _scheduler(opt, cfg, steps_per_epoch=1)
         for _ in range(epoch):
@@ -111,12 +113,19 @@ def test_ldam_drw_steps_its_learning_rate_by_100_in_the_paper_schedule():
             sched.step()
         return opt.param_groups[0]["lr"]
 
-    assert lr_at("ldam-drw", 150) == pytest.approx(0.1)
-    assert lr_at("ldam-drw", 170) == pytest.approx(1e-3)
-    assert lr_at("ldam-drw", 190) == pytest.approx(1e-5)
-    assert lr_at("ce", 170) == pytest.approx(1e-2) and lr_at("ce", 190) == pytest.approx(1e-3)
+    for method in ("ldam-drw", "ce", "crt"):
+        assert lr_at(method, 150) == pytest.approx(0.1)
+        assert lr_at(method, 170) == pytest.approx(1e-3), method
+        assert lr_at(method, 190) == pytest.approx(1e-5), method
+    for method in ("gcl", "h2t"):
+        assert lr_at(method, 170) == pytest.approx(1e-2) and lr_at(method, 190) == pytest.approx(1e-3)
+    assert lr_at("ce", 170, ce_schedule="profile") == pytest.approx(1e-2)
+    assert lr_at("ce", 160, "kd-paper") == pytest.approx(5e-3) and lr_at("ce", 200, "kd-paper") == pytest.approx(5e-4)
+    paper = get_profile("paper")  # without a run's context, from the profile alone
+    assert stage_config(paper, get_method("ce").stages[0]).gamma == 0.01
     quick = get_profile("quick")  # a cosine schedule: nothing to change
     assert stage_config(quick, get_method("ldam-drw").stages[0]) == quick.stage1
+    assert stage_config(quick, get_method("ce").stages[0]) == quick.stage1
 
 
 def test_metrics_record_each_stage_s_training_config():

@@ -12,7 +12,7 @@ from ltkd.cli import main
 from ltkd.data import load
 from ltkd.methods.distill import DKD, KD, dkd_loss, kd_loss, load_teacher, soften
 from ltkd.models import build_model
-from ltkd.profiles import TrainConfig
+from ltkd.profiles import TrainConfig, get_profile
 from ltkd.train import fit, save_model
 
 ZS = torch.tensor([[2.0, 0.5, -1.0], [0.0, 1.5, 3.0]])
@@ -255,7 +255,9 @@ def test_cli_distill_kd_paper_profile_trains_both_with_the_kd_recipe(tmp_path):
 
 
 def test_distill_trains_a_named_teacher_longer_than_its_student_under_quick(tmp_path, monkeypatch):
-    """quick: the teacher gets teacher_epoch_factor × the stage-1 epochs (digits: 30 → 75); kd-paper: its own 240."""
+    """quick: the teacher gets teacher_epoch_factor × quick's own 6 stage-1 epochs (15 on Fashion-MNIST), but not
+    × a tiny set's override: on digits (30 epochs at batch 32) it trains the student's 30 — multiplied, 75 epochs of
+    a resnet32x4 teacher took about 10 minutes; kd-paper: its own 240."""
     import ltkd.experiment as E
 
     seen = []
@@ -268,10 +270,41 @@ def test_distill_trains_a_named_teacher_longer_than_its_student_under_quick(tmp_
         raise Stop
 
     monkeypatch.setattr(E, "_teacher_for", spy)
-    for profile, want in (("quick", 75), ("kd-paper", None)):
+    for profile, want in (("quick", 30), ("kd-paper", None)):
         with pytest.raises(Stop):
             E.distill(teacher="cnn6", dataset="digits", profile=profile, out=tmp_path / profile)
         assert seen[-1] == want
     with pytest.raises(Stop):
         E.distill(teacher="cnn6", dataset="digits", teacher_epochs=3, out=tmp_path / "given")
     assert seen[-1] == 3
+    quick = get_profile("quick")
+    assert quick.for_dataset("digits").stage1.epochs == 30 and quick.teacher_epochs("fashion-mnist") == 15
+
+
+def test_dkd_beta_is_the_authors_for_the_teacher_student_pair():
+    """mdistiller's CIFAR-100 configs: β = 2 for resnet56 -> resnet20, 8 (the default) for resnet32x4 -> resnet8x4,
+    6 for the VGG / WRN pairs; a pair they do not list gets 8, named as such; the user's β wins."""
+    from ltkd.methods import Context, get_method
+    from ltkd.methods.distill import DKD_BETA, dkd_beta
+    from ltkd.profiles import get_profile
+
+    assert dkd_beta("resnet56", "resnet20") == (2.0, "resnet56 -> resnet20")
+    assert dkd_beta("resnet32x4", "resnet8x4") == (8.0, "resnet32x4 -> resnet8x4")
+    assert dkd_beta("wrn_40_2", "wrn_16_2")[0] == 6.0 and DKD_BETA[("resnet110", "resnet32b")] == 2.0
+    assert dkd_beta("cnn6", "cnn6x0.5") == (8.0, "cnn6 -> cnn6x0.5 (other pair: default)")
+    x, y = torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 2, 3])
+
+    def beta_in_a_run(teacher: str, student: str, **options) -> float:
+        torch.manual_seed(0)
+        ctx = Context(train=None, profile=get_profile("quick"), device=torch.device("cpu"),
+                      options={"teacher": build_model(teacher, 4, 3), **options})  # fmt: skip
+        obj = get_method("dkd").stages[0].objective(ctx)
+        obj.train()
+        obj(build_model(student, 4, 3), x, y, torch.arange(4))
+        return obj.beta
+
+    assert beta_in_a_run("resnet56", "resnet20") == 2.0
+    assert beta_in_a_run("resnet32x4", "resnet8x4") == 8.0
+    assert beta_in_a_run("cnn6", "cnn6x0.5") == 8.0
+    assert beta_in_a_run("resnet56", "resnet20", beta=1.0) == 1.0
+

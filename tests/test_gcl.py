@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from ltkd.errors import LtkdError
 from ltkd.methods.gcl import (
     GCL_ANGULAR_STAGE1,
     GCL_HEAD,
@@ -153,6 +154,28 @@ def test_stage2_uses_mixup_and_the_paper_schedule_is_the_authors():
                 assert cfg == p.stage2
         ctx = Context(train=train, profile=get_profile("quick"), device=torch.device("cpu"), options={"gcl_mixup2": 1})
         assert stage2.objective(ctx).mixup == 1.0
+
+
+def test_paper_profile_trains_gcl_stage1_at_the_authors_batch_64():
+    """cifar_train_backbone.py of the GCL authors: batch 64 at lr 0.1. The paper profile's stage config says so for
+    GCL's stage 1 (both forms, and gcl-h2t, which reuses it); CE and H2T's stage 1 keep the profile's 128; the user's
+    gcl_batch wins; quick keeps its own batch."""
+    from ltkd.methods import Context, get_method, stage_config
+    from ltkd.profiles import get_profile
+
+    def batch(method: str, profile: str, **options) -> int:
+        p = get_profile(profile)
+        ctx = Context(train=None, profile=p, device=torch.device("cpu"), options=options)
+        return stage_config(p, get_method(method).stages[0], ctx).batch_size
+
+    for name in ("gcl", "gcl-stage1", "gcl-angular", "gcl-h2t"):
+        assert batch(name, "paper") == 64 and batch(name, "quick") == 128, name
+        assert batch(name, "paper", gcl_batch=32) == 32
+    assert stage_config(get_profile("paper"), get_method("gcl").stages[0]).lr == 0.1
+    for name in ("ce", "h2t", "ldam-drw"):
+        assert batch(name, "paper") == 128
+    with pytest.raises(LtkdError, match="whole number"):
+        batch("gcl", "paper", gcl_batch=48.5)
 
 
 def test_effective_number_weights_and_sampler_frequencies():

@@ -296,17 +296,34 @@ def test_two_batches_are_forwarded_separately_as_the_authors(small):
     assert calls == [32]
 
 
-def test_h2t_paper_stage2_settings_follow_the_authors_config_for_the_imbalance_factor(digits):
+def _lt_set(classes: int, imbalance: float, n_max: int, shape=(3, 32, 32)):
+    """A long-tailed set of blank images with CIFAR's (or another) shape, made by long_tail as a real one is."""
+    from ltkd.data import ImageData, lt_counts
+
+    labels = torch.repeat_interleave(torch.arange(classes), torch.as_tensor(lt_counts(n_max, classes, imbalance)))
+    full = ImageData(torch.zeros(len(labels), *shape, dtype=torch.uint8), labels, [str(i) for i in range(classes)], "x")
+    return long_tail(full, imbalance, n_max=n_max)
+
+
+def test_h2t_paper_stage2_settings_follow_the_authors_config_for_the_data_set_and_imbalance_factor(digits):
+    """The authors' stage-2 weight decay by (data set, IF): CIFAR-100-LT 2e-4 / 5e-4 / 2e-4 at IF 200 / 100 / 50,
+    CIFAR-10-LT 5e-4 at IF 100 (their ResLT + H2T config); other pairs the profile's. CIFAR-100-LT at IF 200 keeps
+    500 and 2 images (a count ratio of 250): the key is the IF the set was made with, not the ratio."""
     from ltkd.methods import Context, stage_config
+    from ltkd.methods.h2t import h2t_benchmark
 
     paper, quick = get_profile("paper"), get_profile("quick")
     stage = get_method("h2t").stages[1]
-    for imb, wd in ((100, 5e-4), (50, 2e-4), (200, 2e-4), (10, paper.stage2.weight_decay)):
-        train = long_tail(digits[0], imb) if imb <= 10 else None
-        if train is None:  # digits has too few images for IF ≥ 50: fake the counts
-            train = type("T", (), {"counts": np.array([imb * 5] + [5] * 9)})()
+    c100_200 = _lt_set(100, 200, 500)
+    assert c100_200.counts.max() / c100_200.counts.min() == 250 and h2t_benchmark(c100_200) == ("cifar100", 200)
+    cases = [(c100_200, 2e-4), (_lt_set(100, 100, 100), 5e-4), (_lt_set(100, 50, 50), 2e-4),
+             (_lt_set(10, 100, 100), 5e-4), (_lt_set(10, 50, 50), paper.stage2.weight_decay),
+             (_lt_set(10, 100, 100, shape=(1, 28, 28)), paper.stage2.weight_decay),  # not CIFAR: no config
+             (long_tail(digits[0], 10), paper.stage2.weight_decay)]  # fmt: skip
+    assert paper.stage2.weight_decay != 5e-4
+    for train, wd in cases:
         cfg = stage_config(paper, stage, Context(train=train, profile=paper, device=torch.device("cpu")))
         assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.schedule) == (10, 128, 0.02, "cosine")
-        assert cfg.weight_decay == wd, imb
+        assert cfg.weight_decay == wd, h2t_benchmark(train)
     ctx = Context(train=long_tail(digits[0], 10), profile=quick, device=torch.device("cpu"))
     assert stage_config(quick, stage, ctx) == quick.stage2

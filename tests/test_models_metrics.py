@@ -26,6 +26,38 @@ def test_resnet32_size_and_flops():
     assert 1.3e8 < count_flops(m, (3, 32, 32)) < 1.5e8
 
 
+def test_resnet32_is_the_long_tail_papers_option_a_fan_in_network():
+    """resnet32 is LDAM-DRW's / GCL's / H2T's ResNet-32: zero-padded identity shortcuts (no parameters; 464,154 of
+    them with 10 classes, as their resnet_cifar.py) and kaiming_normal_ fan-in weights on convolutions and the
+    linear head; resnet32b keeps the projection shortcuts and fan-out initialisation of the KD papers' ResNets."""
+    from ltkd.models import ZeroPadShortcut
+
+    torch.manual_seed(0)
+    a, b = build_model("resnet32", 10, 3), build_model("resnet32b", 10, 3)
+    assert count_params(a) == 464_154 and count_params(b) > count_params(a)
+    block = a.layers[5]  # the first block of stage 2: 16 -> 32 channels, stride 2
+    assert isinstance(block.shortcut, ZeroPadShortcut) and not list(block.shortcut.parameters())
+    x = torch.randn(2, 16, 8, 8)
+    s = block.shortcut(x)
+    assert s.shape == (2, 32, 4, 4)
+    torch.testing.assert_close(s[:, 8:24], x[:, :, ::2, ::2])  # planes // 4 = 8 zero channels on each side
+    assert s[:, :8].abs().sum() == 0 and s[:, 24:].abs().sum() == 0
+    assert isinstance(b.layers[5].shortcut[0], torch.nn.Conv2d)  # resnet32b: 1x1 projection
+    for net, mode in ((a, "fan_in"), (b, "fan_out")):
+        w = net.layers[10].conv1.weight  # stage 3: 32 in, 64 out channels, 3x3
+        fan = w.shape[1] * 9 if mode == "fan_in" else w.shape[0] * 9
+        assert abs(float(w.detach().std()) / (2 / fan) ** 0.5 - 1) < 0.05, mode
+    assert abs(float(a.head.weight.detach().std()) / (2 / 64) ** 0.5 - 1) < 0.15  # the authors initialise nn.Linear too
+    assert float(b.head.weight.detach().abs().max()) <= 64**-0.5  # PyTorch's default U(±1/sqrt(fan_in))
+
+
+def test_kd_resnets_keep_projection_shortcuts():
+    """resnet8, resnet20, resnet56, resnet8x4 and resnet32x4 stay as CRD / mdistiller build them."""
+    for name in ("resnet8", "resnet20", "resnet56", "resnet8x4", "resnet32x4"):
+        m = build_model(name, 10, 3)
+        assert any(isinstance(s.shortcut, torch.nn.Sequential) and len(s.shortcut) == 2 for s in m.layers), name
+
+
 def test_flops_of_a_linear_layer_count_two_per_multiply_add():
     class Lin(torch.nn.Module):
         def __init__(self):

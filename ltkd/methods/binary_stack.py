@@ -27,8 +27,17 @@ of indices, against 32·d²·c_in·c_out for full precision and d²·c_in·c_out
 layer (:func:`compression_ratio`). :func:`export` writes exactly those bits (``numpy.packbits``)
 plus the full-precision rest of the network to an ``.npz`` file; :func:`load` rebuilds the
 network from it with identical outputs (compared in the same memory format: a channels-last copy, as
-training leaves a model, rounds differently). (The formula is derived from the method; the paper's
-tables were not checked.)
+training leaves a model, rounds differently).
+
+Against the paper: its text could be read here only in part — the abstract and the introduction (arXiv
+2010.02778; a LaTeX copy whose later sections the search tools do not return) — and no code of the authors was
+found. So neither where the paper stacks binary filters (which layers it keeps in full precision: this file's
+networks keep the stem convolution, BatchNorm and the classifier in full precision, :func:`layer_storage_bits`
+counts the stacked convolutions only) nor the compression ratios and accuracies of its tables could be compared
+with this file; the storage formula above is derived from the method as the abstract and introduction describe
+it (a shared set of low-dimensional binary filters per layer, selected and stacked, trained by
+split-transform-merge), and the abstract's claim — compression beyond binary networks' bound of about 32× — is
+what :func:`compression_ratio` lets chapter 7 check on its own networks.
 """
 
 from __future__ import annotations

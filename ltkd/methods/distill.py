@@ -14,7 +14,8 @@ checks it against this file; chapter 5 adds label revision and data selection
    student's distributions into the binary target / non-target pair b = [p_y, 1 − p_y] and the
    distribution over the non-target classes p̂_j = p_j / (1 − p_y), j ≠ y. Then
    KD = TCKD + (1 − p^t_y) · NCKD, and DKD frees the two weights:
-   L_DKD = α · T² · KL(b_t ‖ b_s) + β · T² · KL(p̂_t ‖ p̂_s)  (α = 1, β = 8, T = 4 in the paper),
+   L_DKD = α · T² · KL(b_t ‖ b_s) + β · T² · KL(p̂_t ‖ p̂_s)  (α = 1, T = 4 in the paper; β per
+   teacher–student pair as the authors' configs, :data:`DKD_BETA`: 8 for resnet32x4 → resnet8x4, 2 or 6 for others),
    with the whole term warmed up linearly over the first epochs (20 of 240 in the paper).
 4. :class:`Distiller` — the objective the engine trains with: a frozen teacher kept in eval
    mode (even when the objective is put in train mode), ``forward(model, x, y[, idx])`` returns
@@ -54,6 +55,8 @@ __all__ = [
     "Distiller",
     "KD",
     "DKD",
+    "DKD_BETA",
+    "dkd_beta",
     "teacher_logits",
     "load_teacher",
     "training_error",
@@ -225,21 +228,61 @@ class KD(Distiller):
         return kd_loss(student_logits, targets, self.T)
 
 
+# β of DKD per teacher–student pair, as the authors' code sets it (mdistiller, configs/cifar100/dkd/*.yaml, keyed by
+# ltkd's model names where ltkd has the model). Every pair not listed here trains with mdistiller's default
+# CFG.DKD.BETA = 8 (DKD_DEFAULT_BETA), which is also what its configs for resnet32x4 -> ShuffleV1 / ShuffleV2,
+# ResNet50 -> MobileNetV2 and wrn_40_2 -> ShuffleV1 use, and what ltkd's own pairs (cnn6 -> cnn6x0.5, ...) get.
+DKD_BETA = {
+    ("resnet32x4", "resnet8x4"): 8.0,  # res32x4_res8x4.yaml: no BETA of its own, the default 8
+    ("resnet56", "resnet20"): 2.0,  # res56_res20.yaml
+    ("resnet110", "resnet32b"): 2.0,  # res110_res32.yaml: mdistiller's resnet32 has projection shortcuts (resnet32b)
+    ("vgg13", "vgg8"): 6.0,  # vgg13_vgg8.yaml
+    ("vgg13", "MobileNetV2"): 6.0,  # vgg13_mv2.yaml
+    ("wrn_40_2", "wrn_16_2"): 6.0,  # wrn40_2_wrn_16_2.yaml
+    ("wrn_40_2", "wrn_40_1"): 6.0,  # wrn40_2_wrn_40_1.yaml
+}
+DKD_DEFAULT_BETA = 8.0
+
+
+def dkd_beta(teacher: str | None, student: str | None) -> tuple[float, str]:
+    """DKD's β for a teacher–student pair of model names (:data:`DKD_BETA`, else :data:`DKD_DEFAULT_BETA`), and the
+    pair it was looked up as, e.g. ``(2.0, "resnet56 -> resnet20")``; ``"(other pair: default)"`` is appended for a
+    pair the table does not list (a model built outside :func:`~ltkd.models.build_model` has no name: ``?``)."""
+    pair = f"{teacher or '?'} -> {student or '?'}"
+    if (teacher, student) in DKD_BETA:
+        return DKD_BETA[(teacher, student)], pair
+    return DKD_DEFAULT_BETA, f"{pair} (other pair: default)"
+
+
 class DKD(Distiller):
-    """Decoupled KD (Zhao et al. 2022): CE + warm · (α · TCKD + β · NCKD); α = 1, β = 8, T = 4, CE weight 1.
+    """Decoupled KD (Zhao et al. 2022): CE + warm · (α · TCKD + β · NCKD); α = 1, T = 4, CE weight 1, and β of the
+    teacher–student pair (:func:`dkd_beta`: 8 for resnet32x4 → resnet8x4 and any pair the authors' configs do not
+    list, 2 for resnet56 → resnet20, 6 for the VGG and WRN pairs).
+
+    ``beta=None`` looks β up at the first forward pass, from the names :func:`~ltkd.models.build_model` gives the
+    teacher and the student (``model.arch``); ``beta_pair`` then says which pair it was looked up as.
 
     With revised targets (chapter 5) only TCKD changes: revision scales every non-target
     probability by the same β_rev, so the renormalised non-target distribution p̂ is unchanged.
     """
 
-    def __init__(self, teacher: nn.Module, alpha: float = 1.0, beta: float = 8.0, T: float = 4.0,
+    def __init__(self, teacher: nn.Module, alpha: float = 1.0, beta: float | None = None, T: float = 4.0,
                  ce_weight: float = 1.0, warmup: float = 1.0, **kw):  # fmt: skip
         super().__init__(teacher, T=T, ce_weight=ce_weight, kd_weight=1.0, warmup=warmup, **kw)
-        self.alpha, self.beta = float(alpha), float(beta)
+        self.alpha, self.beta = float(alpha), None if beta is None else float(beta)
+        self.beta_pair = None if beta is None else "given"
+
+    def forward(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor | None = None):
+        if self.beta is None:
+            self.beta, self.beta_pair = dkd_beta(getattr(self.teacher, "arch", None), getattr(model, "arch", None))
+        return super().forward(model, x, y, idx)
 
     def distill(self, student_logits, targets, y):
         tckd, nckd = dkd_loss(student_logits, targets, y, self.alpha, self.beta, self.T)
         return tckd + nckd
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}, beta={self.beta} ({self.beta_pair}), T={self.T}"
 
 
 # --------------------------------------------------------------------------------------
@@ -305,7 +348,9 @@ option("T", "number", 4.0, "KD / DKD: temperature", **POSITIVE)
 option("ce_weight", "number", None, "KD / DKD: weight of the cross-entropy term (KD 0.1, DKD 1)", **NONNEGATIVE)
 option("kd_weight", "number", 0.9, "KD: weight of the distillation term", **NONNEGATIVE)
 option("alpha", "number", 1.0, "DKD: weight of the target-class term", **NONNEGATIVE)
-option("beta", "number", 8.0, "DKD: weight of the non-target term", **NONNEGATIVE)
+option("beta", "number", None, "DKD: weight of the non-target term (default: the authors' beta for the "
+       "teacher-student pair: 2 for resnet56 -> resnet20, 8 for resnet32x4 -> resnet8x4 and other pairs)",
+       **NONNEGATIVE)  # fmt: skip
 option("warmup", "number", None, "DKD: warm-up epochs (20/240 of the run, at least 1)", **NONNEGATIVE)
 
 
@@ -322,12 +367,13 @@ def kd_objective(ctx: Context, **kw) -> KD:
 
 
 def dkd_objective(ctx: Context, **kw) -> DKD:
-    """DKD with options alpha (1), beta (8), T (4), warmup (see :func:`dkd_warmup`)."""
+    """DKD with options alpha (1), beta (the pair's, :func:`dkd_beta`), T (4), warmup (see :func:`dkd_warmup`)."""
     return DKD(_teacher(ctx), alpha=ctx.option("alpha"), beta=ctx.option("beta"), T=ctx.option("T"),
                ce_weight=ctx.option("ce_weight", 1.0), warmup=dkd_warmup(ctx), **kw)  # fmt: skip
 
 
 register(Recipe("kd", "knowledge distillation (Hinton et al. 2015); teacher via `ltkd distill`",
                 [Stage(objective=kd_objective, name="kd")], chapter="04", teacher=True))  # fmt: skip
-register(Recipe("dkd", "decoupled KD (Zhao et al. 2022): α·TCKD + β·NCKD; teacher via `ltkd distill`",
+register(Recipe("dkd", "decoupled KD (Zhao et al. 2022): α·TCKD + β·NCKD, β of the teacher-student pair as the "
+                "authors' configs (8 for pairs they do not list); teacher via `ltkd distill`",
                 [Stage(objective=dkd_objective, name="dkd")], chapter="04", teacher=True))  # fmt: skip

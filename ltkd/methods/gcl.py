@@ -15,8 +15,8 @@ checks it against this file with ``assert_close``. Read top to bottom:
    time, where the loss is not used at all) the logits are the clean s · cos θ.
 4. :class:`GCLAngularLoss` — the angular form (the authors' code for the journal version): an
    angular offset Δ_ij = (π/2) · ε · a_j · |δ_ij| plus a margin m on the target,
-   z_ij = s · cos(θ_ij + Δ_ij + m · [j = y_i]), with the ArcFace-style fallback
-   cos θ − sin(Δ)·Δ where θ + Δ would pass π (so the logit keeps falling and stays finite).
+   z_ij = s · cos(θ_ij + Δ_ij + m · [j = y_i]), with the authors' fallback cos θ − sin(π − Δ) = cos θ − sin Δ
+   where θ + Δ would pass π (so the logit keeps falling and stays finite; :func:`cos_plus`).
    Defaults m = 0.5, ε = 0.1, s = 30.
 5. :func:`effective_number_weights` / :func:`effective_number_sampler` — GCL's stage-2 "class-based
    effective number" sampler: β_j = 0.9999 + 1e-5 · a_j, per-image weight
@@ -28,15 +28,22 @@ checks it against this file with ``assert_close``. Read top to bottom:
    mode, keeps the stage-1 cosine classifier and fine-tunes it), :data:`GCL_ANGULAR_STAGE1`,
    :data:`GCL_ANGULAR_STAGE2`; ``ltkd train --method gcl`` and ``--method gcl-angular``.
 
-Options (``Context.options``): ``gcl_eps``, ``gcl_scale``, ``gcl_margin`` override stage 1's ε, s, m;
+Options (``Context.options``): ``gcl_eps``, ``gcl_scale``, ``gcl_margin`` override stage 1's ε, s, m; ``gcl_batch``
+stage 1's batch size (64 under ``paper``, as the authors; the profile's batch under ``quick``);
 ``gcl_eps2``, ``gcl_scale2``, ``gcl_margin2``, ``gcl_gamma`` stage 2's; ``gcl_sampler`` =
 ``effective-number`` (default) or ``class-balanced``; ``gcl_mixup`` = stage-1 mixup α (default 1.0
 under the ``paper`` profile, as the authors train, and 0 under ``quick``, whose 6 epochs are too few
 for mixup to pay off); ``gcl_mixup2`` = stage-2 mixup α (1.0 under ``paper``, as the authors'
 classifier stage; 0 under ``quick``, where one seed measured it 1.3 points worse).
 
+Under ``paper`` ltkd trains as the authors' ``cifar_train_backbone.py`` and ``cifar_train_classifier.py`` do: the
+ResNet-32 of their ``resnet_cifar.py`` (``resnet32``: zero-padded shortcuts, fan-in initialisation), stage 1 at batch
+64 from lr 0.1 with a 5-epoch warm-up, ×0.1 at epochs 160 and 180, weight decay 2e-4 and mixup α = 1; the loss, the
+noise and the cloud sizes as their ``losses.py``.
+
 Where ltkd differs from the authors (what they do / what ltkd does / why):
 
+* learning rate: the authors set it once per epoch (the warm-up too); ltkd's engine steps every iteration;
 * stage-2 sampler: the authors' README runs the classifier stage with ``BalancedRS`` (class-balanced);
   ltkd defaults to the effective-number sampler the paper describes (``gcl_sampler`` switches);
 * stage-2 schedule: the authors' ``cifar_train_classifier.py`` trains 30 epochs, batch 64, cosine from
@@ -319,20 +326,40 @@ def gcl_angular_stage2_objective(ctx: Context) -> LossObjective:
     return LossObjective(loss, mixup=ctx.option("gcl_mixup2"), name="gcl_angular2")
 
 
-GCL_STAGE1 = Stage(objective=gcl_stage1_objective, sampler="instance", name="stage1")
+option("gcl_batch", "number", None, "GCL stage 1: batch size (default the profile's; the paper profile's stage 1 "
+       "sets 64, as the authors train)", low=1)  # fmt: skip
+
+
+def gcl_stage1_schedule(cfg, ctx: Context | None):
+    """GCL's stage-1 config: the profile's, at batch ``gcl_batch`` where that is set — the ``paper`` profile's stage 1
+    sets 64, the authors' ``cifar_train_backbone.py`` batch (at the same lr 0.1, so twice the SGD steps of batch 128);
+    ``quick`` keeps its own batch."""
+    b = ctx.option("gcl_batch") if ctx is not None else cfg.option_defaults.get("gcl_batch")
+    if b is None:
+        return cfg
+    if float(b) != int(b):
+        raise LtkdError(f"option gcl_batch takes a whole number of images, got {b:g}")
+    return cfg.replace(batch_size=int(b))
+
+
+GCL_STAGE1 = Stage(objective=gcl_stage1_objective, sampler="instance", name="stage1", adjust=gcl_stage1_schedule)
 GCL_STAGE2 = Stage(objective=gcl_stage2_objective, sampler=gcl_sampler, head=None, trainable="head", bn="frozen",
                    config="stage2", name="gcl-stage2", adjust=gcl_stage2_schedule)  # fmt: skip
-GCL_ANGULAR_STAGE1 = Stage(objective=gcl_angular_stage1_objective, sampler="instance", name="stage1")
+GCL_ANGULAR_STAGE1 = Stage(objective=gcl_angular_stage1_objective, sampler="instance", name="stage1",
+                           adjust=gcl_stage1_schedule)
 GCL_ANGULAR_STAGE2 = Stage(objective=gcl_angular_stage2_objective, sampler=gcl_sampler, head=None,
                            trainable="head", bn="frozen", config="stage2", name="gcl-angular-stage2",
                            adjust=gcl_stage2_schedule)  # fmt: skip
 
 register(Recipe("gcl", "GCL (Li et al. 2022): Gaussian clouded cosine logits, then classifier re-training "
-                "with the effective-number sampler", [GCL_STAGE1, GCL_STAGE2], head=GCL_HEAD, chapter="02"))  # fmt: skip
+                "with the effective-number sampler. Differs: the authors' README re-trains with class-balanced "
+                "sampling (--set gcl_sampler=class-balanced); lr set every iteration, not every epoch",
+                [GCL_STAGE1, GCL_STAGE2], head=GCL_HEAD, chapter="02"))  # fmt: skip
 register(Recipe("gcl-stage1", "GCL stage 1 only (clouded cosine logits, instance sampling)", [GCL_STAGE1],
                 head=GCL_HEAD, chapter="02"))  # fmt: skip
 register(Recipe("gcl-angular", "GCL, angular form (journal ext.): clouds as angular offsets + target margin, "
-                "then classifier re-training", [GCL_ANGULAR_STAGE1, GCL_ANGULAR_STAGE2], head=GCL_HEAD,
+                "then classifier re-training. Differs: stage 2's settings are the book's (the authors' classifier script "
+                "has only the cosine form)", [GCL_ANGULAR_STAGE1, GCL_ANGULAR_STAGE2], head=GCL_HEAD,
                 chapter="02"))  # fmt: skip
 
 

@@ -18,7 +18,8 @@ head-class variety onto tail samples at the level of the last feature map:
 No fusion at evaluation. ρ = 0.25 in every published CIFAR config (the code's default is
 0.3). The published stage 2 (the authors' ``train_stage2.py`` and CIFAR-100-LT configs): the stage-1
 classifier is loaded and fine-tuned (the backbone is frozen: only the classifier is in the optimiser),
-10 epochs, batch 128, lr 0.02 cosine, weight decay 5e-4 at IF 100 (2e-4 at IF 50 and 200), backbone
+10 epochs, batch 128, lr 0.02 cosine, weight decay 5e-4 at IF 100 (2e-4 at IF 50 and 200; keyed by data set and
+imbalance factor in :data:`H2T_PAPER_WEIGHT_DECAY`), backbone
 BatchNorm statistics still updating (``shift_bn``; ``Stage.bn="train"``), the two batches forwarded in
 two separate passes; stage 1 is CE (or GCL) with mixup.
 
@@ -48,9 +49,14 @@ Where ltkd differs from the authors (what they do / what ltkd does / why):
   without GCL's stage-2 mixup (the fusion takes its place) and, in the ``paper`` profile, on H2T's stage-2
   schedule (10 epochs from 0.02) rather than GCL's (30 from 0.002) — the H2T repository publishes only
   CE configs for CIFAR, so how the authors combine the two is not known to us;
-* donors are augmented like training images (random crop, flip) with their own seeded
-  generators, so the class-balanced batch order is the same as cRT's (the authors' donors come from
-  a second data loader with the same augmentation).
+* donors: the authors draw them from a second ``DataLoader`` over the training set (instance sampling, the
+  same augmentation). ltkd draws no second loader: :class:`H2T` itself picks the donor indices with its own seeded
+  ``torch.Generator`` (uniformly over the training images for ``instance``, by per-image weights otherwise), takes
+  those images from the training set it keeps on the device as uint8, and augments them (random crop, flip;
+  :func:`ltkd.data.augment`) with a second seeded generator — so the class-balanced batches the engine draws
+  come in the same order as cRT's, and a resumed run continues both streams (:meth:`H2T.rng_state`);
+* CIFAR-10-LT: the authors publish no CE + H2T config for it; the weight decay at IF 100 (5e-4) is their
+  ResLT + H2T config's, and any other imbalance factor of CIFAR-10 keeps the profile's (2e-4).
 """
 
 from __future__ import annotations
@@ -68,7 +74,7 @@ from ..objective import LossObjective, Objective
 from . import FRACTION, NONNEGATIVE, Context, Recipe, Stage, gcl, option, register
 
 __all__ = ["fuse", "fused_channels", "H2T", "h2t_objective", "h2t_stage", "gcl_h2t_stage", "H2T_STAGE", "h2t_bn",
-           "h2t_head", "h2t_stage2_schedule", "H2T_PAPER_WEIGHT_DECAY", "DEFAULT_RHO"]
+           "h2t_head", "h2t_stage2_schedule", "H2T_PAPER_WEIGHT_DECAY", "h2t_benchmark", "DEFAULT_RHO"]
 
 DEFAULT_RHO = 0.25
 
@@ -256,10 +262,30 @@ def h2t_head(kind: str = "linear") -> Callable[[Context], str | None]:
     return head
 
 
-# The authors' CIFAR-100-LT stage-2 configs (H2T repository, config/cifar100/*_stage2_ce_H2T.yaml): 10 epochs,
-# batch 128, SGD momentum 0.9, a cosine from lr_factor · lr = 0.02 (0.2 · 0.1 at IF 50 and 100, 0.1 · 0.2 at
-# IF 200) set once per epoch, and weight decay 5e-4 at IF 100, 2e-4 at IF 50 and 200.
-H2T_PAPER_WEIGHT_DECAY = {50: 2e-4, 100: 5e-4, 200: 2e-4}
+# The authors' stage-2 weight decay by (data set, imbalance factor). Their CIFAR-100-LT configs (H2T repository,
+# config/cifar100/cifar100_imb{0005,001,002}_stage2_ce_H2T.yaml): 10 epochs, batch 128, SGD momentum 0.9, a cosine
+# from lr_factor · lr = 0.02 (0.1 · 0.2 at IF 200, 0.2 · 0.1 at IF 100 and 50) set once per epoch, and weight decay
+# 2e-4 at IF 200, 5e-4 at IF 100, 2e-4 at IF 50. For CIFAR-10-LT the repository has no CE + H2T config; its one
+# CIFAR-10-LT stage-2 config (config/cifar10/ResLT/imb001/cifar10_imb001_stage2_ResLT_H2T.yaml, H2T on ResLT, IF 100)
+# uses weight decay 5e-4, taken here for CIFAR-10-LT at IF 100. Any other pair keeps the profile's weight decay.
+H2T_PAPER_WEIGHT_DECAY = {("cifar100", 200): 2e-4, ("cifar100", 100): 5e-4, ("cifar100", 50): 2e-4,
+                          ("cifar10", 100): 5e-4}  # fmt: skip
+
+
+def h2t_benchmark(data: ImageData) -> tuple[str, float]:
+    """(data set, imbalance factor) of a training set, the key of :data:`H2T_PAPER_WEIGHT_DECAY`.
+
+    The data set: ``cifar10`` / ``cifar100`` for 10 / 100 classes of 3×32×32 images (CIFAR itself, or a copy read
+    from an image folder), else the set's name. The imbalance factor: the one :func:`ltkd.data.long_tail` made the
+    set with (``meta["imbalance"]``), else n_max / n_min rounded. (The counts alone mislead where ⌊n_max · IF^(−1)⌋
+    rounds: CIFAR-100-LT at IF 200 keeps 500 and 2 images, a ratio of 250.)"""
+    shape, c = tuple(data.images.shape[1:]), data.num_classes
+    name = f"cifar{c}" if shape == (3, 32, 32) and c in (10, 100) else data.name
+    imbalance = data.meta.get("imbalance")
+    if imbalance is None or data.meta.get("lt_profile", "exp") != "exp":
+        counts = data.counts
+        imbalance = round(float(max(counts)) / max(1.0, float(min(counts))))
+    return name, float(imbalance)
 
 
 option("h2t_schedule2", ("profile", "authors"), "profile", "H2T stage 2: the profile's stage-2 schedule, or the "
@@ -269,15 +295,13 @@ option("h2t_schedule2", ("profile", "authors"), "profile", "H2T stage 2: the pro
 
 def h2t_stage2_schedule(cfg, ctx: Context | None):
     """H2T's stage 2 with option ``h2t_schedule2`` = authors (the ``paper`` profile's
-    stage-2 default): the authors' settings for the imbalance factor of the data
-    (max count / min count, rounded): weight decay from :data:`H2T_PAPER_WEIGHT_DECAY` (the profile's 2e-4 for
-    an imbalance factor the authors publish no config for), 10 epochs, batch 128, peak lr 0.02, cosine. ltkd
+    stage-2 default): the authors' settings for the data set and imbalance factor of the data
+    (:func:`h2t_benchmark`): weight decay from :data:`H2T_PAPER_WEIGHT_DECAY` (the profile's for a pair the authors
+    publish no config for), 10 epochs, batch 128, peak lr 0.02, cosine. ltkd
     steps the cosine every iteration where the authors step it every epoch. ``quick`` keeps its own stage 2."""
     if ctx is None or ctx.option("h2t_schedule2") != "authors":
         return cfg
-    counts = ctx.counts
-    imbalance = int(round(float(max(counts)) / max(1.0, float(min(counts)))))
-    wd = H2T_PAPER_WEIGHT_DECAY.get(imbalance, cfg.weight_decay)
+    wd = H2T_PAPER_WEIGHT_DECAY.get(h2t_benchmark(ctx.train), cfg.weight_decay)
     return cfg.replace(epochs=10, batch_size=128, lr=0.02, weight_decay=wd, warmup_epochs=0, schedule="cosine",
                        milestones=())  # fmt: skip
 
@@ -326,8 +350,11 @@ def gcl_h2t_stage(bn: str = "frozen", name: str = "gcl-h2t") -> Stage:
                  config="stage2", name=name, adjust=h2t_stage2_schedule)  # fmt: skip
 
 
-register(Recipe("h2t", "CE, then H2T head-to-tail feature fusion in classifier re-training (Li et al. 2024)",
+register(Recipe("h2t", "CE, then H2T head-to-tail feature fusion in classifier re-training (Li et al. 2024). "
+                "Differs: donors drawn by the objective's own seeded sampler, not a second data loader; lr set "
+                "every iteration, not every epoch; CIFAR-10-LT's weight decay from the authors' ResLT config",
                 [H2T_STAGE1, H2T_STAGE], chapter="03"))  # fmt: skip
 
 register(Recipe("gcl-h2t", "GCL stage 1 (cosine head), then GCL's stage 2 on H2T-fused feature maps "
-                "(Li et al. 2024)", [gcl.GCL_STAGE1, gcl_h2t_stage()], head="cosine", chapter="03"))  # fmt: skip
+                "(Li et al. 2024). Differs: the authors publish no GCL + H2T config; H2T's stage-2 schedule, no "
+                "GCL stage-2 mixup", [gcl.GCL_STAGE1, gcl_h2t_stage()], head="cosine", chapter="03"))  # fmt: skip

@@ -301,7 +301,8 @@ def dkd_lr_ds_objective(ctx: Context):
 
 
 register(Recipe("kd-lr", "KD with label revision as in Lan et al. 2024 (teacher-right samples: CE + λ1·distillation; "
-                "teacher-wrong: λ2·revised label); teacher via `ltkd distill`",
+                "teacher-wrong: λ2·revised label); teacher via `ltkd distill`. Differs: loss and defaults from a public "
+                "re-implementation (the paper's text was not available)",
                 [Stage(objective=kd_lr_objective, name="kd-lr")], chapter="05", teacher=True))  # fmt: skip
 register(Recipe("kd-lr-all", "variant: every sample's T = 4 soft label revised inside KD's KL term (this book's former "
                 "kd-lr)", [Stage(objective=kd_lr_all_objective, name="kd-lr-all")], chapter="05",
@@ -310,7 +311,8 @@ register(Recipe("kd-mix", "control for label revision: KD with the label mixed i
                 "sample", [Stage(objective=kd_mix_objective, name="kd-mix")], chapter="05", teacher=True))  # fmt: skip
 register(Recipe("kd-ds", "KD with data selection (teacher margin; this project's criterion)",
                 [Stage(objective=kd_ds_objective, name="kd-ds")], chapter="05", teacher=True))  # fmt: skip
-register(Recipe("kd-lr-ds", "KD with label revision and data selection (Lan et al. 2024; margin selection)",
+register(Recipe("kd-lr-ds", "KD with label revision and data selection (Lan et al. 2024). Differs: selection by the teacher's "
+                "margin, this project's criterion, not the paper's influence score",
                 [Stage(objective=kd_lr_ds_objective, name="kd-lr-ds")], chapter="05", teacher=True))  # fmt: skip
 register(Recipe("dkd-lr-ds", "DKD with label revision and data selection (teacher-right samples: CE + λ1·DKD)",
                 [Stage(objective=dkd_lr_ds_objective, name="dkd-lr-ds")], chapter="05", teacher=True))  # fmt: skip

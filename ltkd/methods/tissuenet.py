@@ -27,8 +27,28 @@ Chapter 6 (``notebooks/06_stacking_basic_units.ipynb``) builds every piece of th
   (w1, w2) ∈ {(1, 1), (1, 4), (4, 1)} (:data:`WEIGHT_PAIRS`).
 
 Which blocks are stacked is a choice this file makes explicit with a *pattern* string, one
-letter per block: ``S`` stacked, ``N`` normal. The paper's exact placement for each backbone
-was not checked; the defaults are stated in :func:`default_pattern`.
+letter per block: ``S`` stacked, ``N`` normal; the defaults are stated in :func:`default_pattern`.
+
+Against the paper and the authors' code. The paper's full text could not be read here: only its abstract and
+the opening of its introduction were found (arXiv 2205.01508), so its tables — the placement per backbone, the
+accuracies, and the compression it reports beyond the abstract's "around 80 % FLOPs and 89.7 % parameters"
+(arXiv) or "around 80 % FLOPs and 73 % parameters" (TPAMI) — were not checked. The authors' public code
+(github.com/Lanweichao/BUnit-Net) was read, and it differs from this file as follows:
+
+* placement, ResNet (``Part II/bunit_resnet.py``, their ImageNet-style ResNet-18 on CIFAR): the first and the
+  last stage are ordinary, every block of the two middle stages is stacked — whole stages, where the ``-r``
+  styles here keep only the first and the last *block* ordinary (the same network when each stage has one block,
+  ``blocks_per_stage=1``, build()'s default; not when it has more). Their projection shortcuts stay ordinary,
+  as here;
+* a stacked block there is ONE layer of units (each unit: 3×3 conv, BatchNorm, ReLU, 3×3 conv, BatchNorm) that
+  replaces the block's two convolutions, followed by the residual addition — as a stacked block here;
+* the units' size: theirs take 2 input channels each (so m = c_in / 2 units per layer, 64 in a 128-channel
+  layer) with 4 hidden channels, where this file fixes m per layer (``m``, default 4) and sizes the units from
+  it — a different point on the same cost formula, far fewer and wider units;
+* placement, VGG-style (``Part I/bunitnet.py``, their exploration network): a normal layer, then a stacked
+  layer, max-pool, normal, stacked, then the classifier — alternating but starting *normal*, where the ``vgg``
+  style here starts stacked; their hybrid stacking draws a unit type per *unit* within a layer (1–3 channels in
+  and out), where :func:`build` draws one type per block.
 """
 
 from __future__ import annotations
@@ -296,11 +316,12 @@ STYLES = {
 def default_pattern(style: str, n_blocks: int) -> str:
     """The stacking pattern of a named style (one letter per block, S = stacked, N = normal).
 
-    Our reading of the paper (its per-backbone placement was not verified): VGG-style
-    alternates stacked and normal layers, starting stacked; ResNet-style stacks every residual
-    block, relying on the stem and the 1×1 projection shortcuts (ordinary layers) to mix the
-    units' channel groups; the "r" variants keep the first and last blocks ordinary and stack
-    everything between; the ``-dense`` styles are the baselines.
+    This book's choices (the paper's tables could not be read; the authors' code places them otherwise in places,
+    see the module docstring): VGG-style alternates stacked and normal layers, starting stacked; ResNet-style
+    stacks every residual block, relying on the stem and the 1×1 projection shortcuts (ordinary layers) to mix
+    the units' channel groups; the "r" variants keep the first and last blocks ordinary and stack everything
+    between (the authors' ResNet-18 keeps its first and last *stages* ordinary: the same with one block per
+    stage); the ``-dense`` styles are the baselines.
     """
     base, _, variant = style.partition("-")
     if base not in ("vgg", "resnet") or variant not in ("", "r", "dense"):
