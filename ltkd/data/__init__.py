@@ -12,7 +12,7 @@ Every source becomes an :class:`ImageData`: one ``uint8`` tensor of images (N×C
 """
 
 from .loader import ClassSampler, ImageData, TensorLoader, augment, check_splits, class_sampler_weights
-from .longtail import long_tail, lt_counts, rank_groups, shot_groups
+from .longtail import imbalance_of, largest_n_max, long_tail, lt_counts, rank_groups, shot_groups, training_split
 from .sources import SOURCES, available, load
 
 __all__ = [
@@ -21,6 +21,9 @@ __all__ = [
     "available",
     "load",
     "lt_counts",
+    "imbalance_of",
+    "largest_n_max",
+    "training_split",
     "long_tail",
     "shot_groups",
     "rank_groups",

@@ -9,7 +9,7 @@ import numpy as np
 from ..errors import LtkdError
 from .loader import ImageData
 
-__all__ = ["lt_counts", "long_tail", "shot_groups", "rank_groups"]
+__all__ = ["lt_counts", "long_tail", "imbalance_of", "largest_n_max", "training_split", "shot_groups", "rank_groups"]
 
 
 # --------------------------------------------------------------------------------------
@@ -60,6 +60,9 @@ def long_tail(
         n_max = int(avail.min())
     if n_max < 1:
         raise LtkdError("n_max must be at least 1")
+    if math.isfinite(imbalance) and n_max < imbalance:  # the tail would need n_max / IF < 1 image: not this IF
+        raise LtkdError(f"IF {imbalance:g} cannot be had from {data.name}: its largest class would keep {n_max} "
+                        f"images, so its smallest would need {n_max / imbalance:.3g}; give an IF of at most {n_max}")
     want = np.maximum(lt_counts(n_max, data.num_classes, imbalance, profile), 1)
     short = np.flatnonzero(want > avail)
     if len(short):  # capping would silently give another tail than the one asked for (and label it as asked)
@@ -74,6 +77,53 @@ def long_tail(
         rng.shuffle(idx)
         keep.append(idx[: want[c]])
     return data.subset(np.concatenate(keep), imbalance=imbalance, lt_profile=profile, n_max=n_max)
+
+
+def imbalance_of(counts) -> float:
+    """The imbalance factor a set of class counts has: largest / smallest (``inf`` if a class has none)."""
+    counts = np.asarray(counts)
+    return float(counts.max() / counts.min()) if len(counts) and counts.min() > 0 else float("inf")
+
+
+def largest_n_max(counts, imbalance: float, profile: str = "exp") -> int:
+    """The largest ``n_max`` whose long tail (:func:`lt_counts`) every class can fill from ``counts``: class i keeps
+    n_max · r_i images, so n_max = min_i ⌊counts_i / r_i⌋. For a balanced source this is its class size (the
+    default of :func:`long_tail`); for a user's imbalanced folder it keeps as many images as the tail allows."""
+    counts = np.asarray(counts, dtype=np.int64)
+    ratios = np.maximum(lt_counts(10**12, len(counts), imbalance, profile), 1) / 10**12  # r_i, to 12 digits
+    n = max(1, int(np.min(counts / ratios)) + 1)
+    while n > 1 and (np.maximum(lt_counts(n, len(counts), imbalance, profile), 1) > counts).any():
+        n -= 1  # the estimate is at most a step or two too large (the ratios are rounded)
+    return n
+
+
+def training_split(train: ImageData, imbalance: float | None, profile: str = "exp", n_max: int | None = None,
+                   default: float = 100) -> tuple[ImageData, str | None]:
+    """The training split a run uses, and a line that says what it is (``None`` for a named set).
+
+    A PATH data set (``imagefolder:...``) is a user's own data: without ``imbalance`` every image is used as given;
+    with it, the largest long tail of that IF the classes can fill (:func:`largest_n_max`). A named set keeps its
+    benchmark protocol: ``default`` IF when none is given, ``n_max`` its class size. Either way the result records
+    the imbalance its counts have (``meta["imbalance"]``), not the one asked for."""
+    path = train.name.startswith("imagefolder:")
+    if imbalance is None and path:
+        kept = train.subset(np.arange(len(train)), imbalance=imbalance_of(train.counts), lt_profile="as given")
+        return kept, (f"{train.name}: every training image as given, {_counts(kept.counts)} per class "
+                      f"(IF {imbalance_of(kept.counts):.3g}); --imbalance IF subsamples a long tail")
+    imbalance = default if imbalance is None else imbalance
+    if path and n_max is None:
+        n_max = largest_n_max(train.counts, imbalance, profile)
+    kept = long_tail(train, imbalance, profile, n_max=n_max, seed=0)
+    kept.meta["imbalance"] = imbalance_of(kept.counts)
+    if not path:
+        return kept, None
+    return kept, (f"{train.name}: IF {imbalance:g} keeps {_counts(kept.counts)} training images per class "
+                  f"(of {_counts(train.counts)})")
+
+
+def _counts(counts) -> str:
+    c = [str(int(v)) for v in counts]
+    return " / ".join(c if len(c) <= 12 else c[:5] + ["..."] + c[-5:])
 
 
 def shot_groups(counts, many: int = 100, few: int = 20) -> dict[str, np.ndarray]:

@@ -6,12 +6,13 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..errors import LtkdError
+from ..errors import LtkdError, first_line
 from .loader import ImageData, _make
 from .trees import _cache_dir, _load_imagefolder
 
@@ -55,14 +56,25 @@ def _load_digits() -> tuple[ImageData, ImageData]:
 
 
 def _read_idx(path: Path) -> np.ndarray:
+    """An IDX file (plain or gzipped) of unsigned bytes; an empty, truncated or damaged one is an error naming it."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        raw = f.read()
-    zero, dtype, ndim = struct.unpack(">HBB", raw[:4])
-    if zero != 0 or dtype != 0x08:
-        raise LtkdError(f"{path} is not an IDX file of unsigned bytes")
-    shape = struct.unpack(">" + "I" * ndim, raw[4 : 4 + 4 * ndim])
-    return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(shape).copy()
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+        raise LtkdError(f"{path}: cannot read this IDX file ({type(e).__name__}: {first_line(e, 80)}); "
+                        "replace it with a whole copy") from e  # fmt: skip
+    try:
+        zero, dtype, ndim = struct.unpack(">HBB", raw[:4])
+        if zero != 0 or dtype != 0x08:
+            raise LtkdError(f"{path} is not an IDX file of unsigned bytes")
+        shape = struct.unpack(">" + "I" * ndim, raw[4 : 4 + 4 * ndim])
+        return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(shape).copy()
+    except (struct.error, ValueError) as e:
+        if isinstance(e, LtkdError):
+            raise
+        raise LtkdError(f"{path}: an empty or truncated IDX file ({len(raw):,} bytes); replace it with a whole "
+                        "copy") from e  # fmt: skip
 
 
 def _find_idx(folder: Path, stem: str) -> Path | None:
@@ -159,14 +171,22 @@ SOURCES = {
 }
 
 
-def load(name: str = "digits", *, download: bool = True) -> tuple[ImageData, ImageData]:
+def load(name: str | os.PathLike = "digits", *, download: bool = True,
+         image_size: int | None = None) -> tuple[ImageData, ImageData]:  # fmt: skip
     """Load a source's (train, test) splits as :class:`ImageData`.
 
-    ``name`` is one of :data:`SOURCES` or a path (treated as ``imagefolder``).
+    ``name`` is one of :data:`SOURCES` or a path (treated as ``imagefolder``). ``image_size`` (a PATH only):
+    resize every image to that many pixels square; without it a PATH's images must all have one size.
     Raises :class:`~ltkd.errors.LtkdError` with a message saying where it looked when the
     data are missing.
     """
+    if not isinstance(name, (str, os.PathLike)):
+        raise LtkdError(f"dataset must be a data set's name or a path, got {type(name).__name__} {name!r:.60}")
+    if not str(name).strip():
+        raise LtkdError("dataset is empty; give a data set's name (`ltkd datasets` lists them) or a PATH")
     key = str(name).lower()
+    if image_size is not None and (key in ("digits", "cifar10", "cifar100") or key.startswith("fashion")):
+        raise LtkdError(f"an image size applies to a PATH data set; {name} has its own ({image_size!r} given)")
     if key == "digits":
         return _load_digits()
     if key in ("fashion-mnist", "fashion_mnist", "fashionmnist"):
@@ -174,11 +194,15 @@ def load(name: str = "digits", *, download: bool = True) -> tuple[ImageData, Ima
     if key in ("cifar10", "cifar100"):
         return _load_cifar(key, download)
     if key.startswith("imagefolder:"):
-        return _load_imagefolder(str(name).split(":", 1)[1])
-    if os.sep in str(name) or Path(name).exists():
-        return _load_imagefolder(name)
+        return _load_imagefolder(str(name).split(":", 1)[1], image_size)
+    try:
+        there = Path(name).exists()
+    except OSError:  # a name too long for the file system: no such path
+        there = False
+    if os.sep in str(name) or there:
+        return _load_imagefolder(name, image_size)
     raise LtkdError(
-        f"unknown data set {name!r}; choose one of {', '.join(k for k in SOURCES if k != 'imagefolder')}, "
+        f"unknown data set {str(name)[:80]!r}{'...' if len(str(name)) > 80 else ''}; choose one of {', '.join(k for k in SOURCES if k != 'imagefolder')}, "
         "or give a path to a folder of class sub-folders"
     )
 

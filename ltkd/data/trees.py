@@ -47,12 +47,26 @@ def _to_rgb8(im) -> np.ndarray:
 
 
 def _decode(raw: bytes, size: int | None) -> np.ndarray:
-    """Image bytes -> H×W×3 uint8 (:func:`_to_rgb8`), resized to ``size``×``size`` if it is given and differs."""
-    from PIL import Image
+    """Image bytes -> H×W×3 uint8 (:func:`_to_rgb8`), turned upright by its EXIF orientation (a phone's JPEG), and
+    resized to ``size``×``size`` if it is given and differs.
 
-    with Image.open(io.BytesIO(raw)) as im:
-        im.load()
-        a = _to_rgb8(im)
+    An image over PIL's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``) is refused with its size; PIL's other
+    warnings (e.g. that a palette image with transparency is better converted, which this does) are silenced, as are
+    numpy's floating-point warnings: the pixels are the same either way."""
+    import warnings
+
+    from PIL import Image, ImageOps
+
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(raw)) as im:
+                im.load()
+                a = _to_rgb8(ImageOps.exif_transpose(im) or im)
+        except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
+            raise LtkdError(f"too many pixels to be a small image ({first_line(e, 120)}); "
+                            "shrink it or remove it") from e  # fmt: skip
     if size is not None and a.shape[:2] != (size, size):
         a = np.asarray(Image.fromarray(a, "RGB").resize((size, size)), dtype=np.uint8)
     return a
@@ -114,6 +128,9 @@ def _walk_archive(path: Path) -> list[_Node]:
     try:
         with tarfile.open(path) as tar:
             for m in tar:
+                if m.name.startswith(("/", "\\")) or ".." in m.name.replace("\\", "/").split("/"):
+                    raise LtkdError(f"{path}: member {m.name!r} is an absolute path or climbs out with '..'; "
+                                    "make the archive from inside its folder (tar czf data.tar.gz -C folder .)")
                 parts = tuple(s for s in m.name.split("/") if s not in ("", "."))
                 if not parts or any(s.startswith(".") for s in parts):  # hidden entries are skipped, as in folders
                     continue
@@ -182,7 +199,12 @@ def _class_items(nodes: list[_Node], where: str) -> tuple[list[str], list[tuple[
     return classes, [(index[n.parts[0]], n) for n in images]
 
 
-def _decode_items(items: list[tuple[int, _Node]], size: int | None) -> tuple[np.ndarray, np.ndarray]:
+def _decode_items(items: list[tuple[int, _Node]], size: int | None,
+                  like: tuple[tuple[int, ...], str] | None = None) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """(images N×C×H×W, labels, (H×W, the first file)) of ``items``. Without ``size`` every image must have the size
+    of the first (and of ``like``'s, the other split's): mixed sizes are an error naming two files, never resized to
+    whichever file sorts first."""
+
     def one(node: _Node, size: int | None) -> np.ndarray:
         try:
             raw = node.read()  # type: ignore[misc]
@@ -195,11 +217,18 @@ def _decode_items(items: list[tuple[int, _Node]], size: int | None) -> tuple[np.
         except Exception as e:  # PIL's UnidentifiedImageError, a truncated file, a broken stream, a bomb: the file's
             raise LtkdError(f"{node.where}: not a readable image ({type(e).__name__}); remove or replace it") from e
 
-    first = one(items[0][1], size)
-    size = size or first.shape[0]
-    x = np.stack([one(n, size) for _, n in items]).transpose(0, 3, 1, 2)
+    arrays = []
+    for _, node in items:
+        a = one(node, size)
+        like = like or (a.shape[:2], node.where)
+        if a.shape[:2] != like[0]:
+            (h, w), (h0, w0) = a.shape[:2], like[0]
+            raise LtkdError(f"images of different sizes: {like[1]} is {w0}×{h0}, {node.where} is {w}×{h}; make them one "
+                            "size, or ask for one (--image-size N, image_size=N) and every image is resized to N×N")
+        arrays.append(a)
+    x = np.stack(arrays).transpose(0, 3, 1, 2)
     y = np.array([c for c, _ in items], np.int64)
-    return np.ascontiguousarray(x), y
+    return np.ascontiguousarray(x), y, like
 
 
 def _split_parts(root: Path) -> tuple[list[_Node], list[_Node] | None, str, str]:
@@ -230,14 +259,14 @@ def _read_image_tree(root: Path, size: int | None = None) -> dict[str, np.ndarra
     and from a .tar(.gz) made of it."""
     train_nodes, test_nodes, w_tr, w_te = _split_parts(root)
     classes, items = _class_items(train_nodes, w_tr)
-    xtr, ytr = _decode_items(items, size)
+    xtr, ytr, like = _decode_items(items, size)
     if test_nodes is not None:
         classes_te, items_te = _class_items(test_nodes, w_te)
         if classes_te != classes:
             only = sorted(set(classes) ^ set(classes_te))
             raise LtkdError(f"{root}: train and test have different class folders ({', '.join(only[:5])} "
                             "in one only)")  # fmt: skip
-        xte, yte = _decode_items(items_te, xtr.shape[2])
+        xte, yte, _ = _decode_items(items_te, size, like)
     else:
         rng = np.random.RandomState(0)
         test = np.zeros(len(ytr), bool)
@@ -296,8 +325,35 @@ def _read_cache(cache: Path) -> dict[str, np.ndarray] | None:
 
 
 def _write_cache(cache: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Store a cache entry; where that fails (a cache folder that cannot be written or made, say because a file
+    is in its way, or a full disk) one warning says so and the run goes on without it: the cache is only a
+    speed-up. The partly written file is removed (:func:`~ltkd.files.atomic_write`)."""
+    import warnings
+
     digest = np.array(_arrays_digest(arrays))
-    atomic_write(cache, lambda f: np.savez(f, **arrays, digest=digest))  # per process: two jobs may decode alike
+    try:
+        atomic_write(cache, lambda f: np.savez(f, **arrays, digest=digest))  # per process: two jobs may decode alike
+    except OSError as e:
+        warnings.warn(f"cannot write the image cache in {cache.parent} ({first_line(e, 120)}); going on without it "
+                      "(set LTKD_CACHE_DIR to a writable folder to keep decoded images)", stacklevel=3)  # fmt: skip
+
+
+def _cached(cache: Path) -> dict[str, np.ndarray] | None:
+    """The cache entry at ``cache`` if there is a readable one (see :func:`_read_cache`), else ``None``."""
+    try:
+        there = cache.is_file()
+    except OSError:  # a cache folder that cannot be searched: as if empty (writing it then warns)
+        return None
+    return _read_cache(cache) if there else None
+
+
+def check_image_size(image_size: object) -> int | None:
+    """``image_size`` (the side every image of a PATH data set is resized to) checked: ``None`` or 8 to 1024."""
+    if image_size is None:
+        return None
+    if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) or not 8 <= image_size <= 1024:
+        raise LtkdError(f"image size must be a whole number of pixels from 8 to 1024, got {image_size!r}")
+    return int(image_size)
 
 
 def _load_imagefolder(path: str | os.PathLike, size: int | None = None) -> tuple[ImageData, ImageData]:
@@ -306,17 +362,25 @@ def _load_imagefolder(path: str | os.PathLike, size: int | None = None) -> tuple
     With ``train``/``test`` parts (folders, or archives in a folder) inside, those are the splits; otherwise
     a seeded 80/20 split per class. A class is a top folder; its images are every image file below it. Folders
     that only wrap the tree are looked through, and hidden entries skipped. Decoded arrays are cached under
-    ``~/.cache/ltkd`` with a checksum: a damaged entry is decoded again, with a warning.
+    ``~/.cache/ltkd`` with a checksum: a damaged entry is decoded again, with a warning (as is a cache that
+    cannot be written: the run goes on without it). Every image must have one size unless ``size`` asks for one
+    (then each is resized to ``size``×``size``).
     """
     root = Path(path).expanduser()
-    if not root.exists():
+    size = check_image_size(size)
+    try:
+        there = root.exists()
+    except OSError as e:  # a name too long for the file system, say
+        raise LtkdError(f"{str(root)[:80]}{'...' if len(str(root)) > 80 else ''}: not a usable path "
+                        f"({first_line(e, 80)})") from e  # fmt: skip
+    if not there:
         raise LtkdError(f"{root}: no such folder or archive")
     if not root.is_dir() and not root.is_file():
         raise LtkdError(f"{root}: neither a folder nor an archive file")
-    stamp = hashlib.sha1(f"{root.resolve()}|{_tree_stamp(root)}|{size}".encode() + b"v3").hexdigest()[:16]
+    stamp = hashlib.sha1(f"{root.resolve()}|{_tree_stamp(root)}|{size}".encode() + b"v4").hexdigest()[:16]
     cache = _cache_dir() / "imagefolder" / f"{root.name}-{stamp}.npz"
     name = f"imagefolder:{root.name}"
-    arrays = _read_cache(cache) if cache.is_file() else None
+    arrays = _cached(cache)
     if arrays is None:
         arrays = _read_image_tree(root, size)
         _write_cache(cache, arrays)
