@@ -326,7 +326,7 @@ def _read_cache(cache: Path) -> dict[str, np.ndarray] | None:
 
 def _write_cache(cache: Path, arrays: dict[str, np.ndarray]) -> None:
     """Store a cache entry; where that fails (a cache folder that cannot be written or made, say because a file
-    is in its way, or a full disk) one warning says so and the run goes on without it: the cache is only a
+    is in its way, or a full disk) one warning (once per folder) says so and the run goes on without it: the cache is only a
     speed-up. The partly written file is removed (:func:`~ltkd.files.atomic_write`)."""
     import warnings
 
@@ -334,8 +334,14 @@ def _write_cache(cache: Path, arrays: dict[str, np.ndarray]) -> None:
     try:
         atomic_write(cache, lambda f: np.savez(f, **arrays, digest=digest))  # per process: two jobs may decode alike
     except OSError as e:
-        warnings.warn(f"cannot write the image cache in {cache.parent} ({first_line(e, 120)}); going on without it "
-                      "(set LTKD_CACHE_DIR to a writable folder to keep decoded images)", stacklevel=3)  # fmt: skip
+        if str(cache.parent) not in _UNWRITABLE:  # once per folder and process; one line (no source line below it)
+            _UNWRITABLE.add(str(cache.parent))
+            warnings.warn_explicit(f"cannot write the image cache in {cache.parent} ({first_line(e, 120)}); going on "
+                                   "without it (set LTKD_CACHE_DIR to a writable folder to keep decoded images)",
+                                   UserWarning, "ltkd", 0)  # fmt: skip
+
+
+_UNWRITABLE: set[str] = set()
 
 
 def _cached(cache: Path) -> dict[str, np.ndarray] | None:
