@@ -256,17 +256,13 @@ def run(
     resume_unfingerprinted: bool = False,
     image_size: int | None = None,
 ) -> tuple[dict, nn.Module]:
-    """Train ``method`` on ``dataset``-LT and return ``(metrics, model)``.
-
-    ``imbalance``: the IF of the long tail (default: 100 for a named set, every image as given for a PATH);
-    the metrics record the IF the kept counts have. ``image_size``: a PATH's images resized to N×N.
-
-    With ``out``, writes ``out/metrics.json`` and ``out/model.pt`` (and per-stage checkpoints
-    while training, so an interrupted run resumes where it stopped). ``stage1_state`` (a
-    state dict of a finished stage 1 of the same model) skips stage 1 — e.g. cRT on the
-    CE model a notebook already trained. ``eval_every`` = N > 0 evaluates the test set every N
-    epochs of each stage (and at its last) into the per-epoch log, and adds ``best_evaluated``
-    (see :func:`run_stages` and :func:`best_evaluated`); the headline numbers stay the last epoch's.
+    """Train ``method`` on ``dataset``-LT (``imbalance``: 100 for a named set and a PATH's every image unless
+    given; the metrics record the IF the kept counts have; ``image_size``: a PATH's images resized to N×N) and
+    return ``(metrics, model)``. With ``out``, writes ``out/metrics.json`` and ``out/model.pt`` (and per-stage
+    checkpoints while training, so an interrupted run resumes where it stopped). ``stage1_state`` (a state dict
+    of a finished stage 1 of the same model) skips stage 1 — e.g. cRT on the CE model a notebook already trained.
+    ``eval_every`` = N > 0 evaluates the test set every N epochs of each stage (and at its last) into the
+    per-epoch log, and adds ``best_evaluated`` (see :func:`run_stages`); the headline numbers stay the last epoch's.
     ``extra``: more entries for the metrics (:func:`distill`'s ``teacher``).
     The run owns (and deletes) only the checkpoints its recipe names (:func:`checkpoint_names`); see :func:`fit`.
     """
@@ -276,8 +272,7 @@ def run(
         raise LtkdError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
     options, outdir = _check_run(recipe, seed, options, out)  # before any data are read or trained on
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
-    train, test = _check_splits(*(data if data is not None else prepare_data(dataset, imbalance, lt_profile,
-                                                                                image_size=image_size)))
+    train, test = _check_splits(*(data or prepare_data(dataset, imbalance, lt_profile, image_size=image_size)))
     prof = prof.for_dataset(train.name).with_epochs(epochs) if epochs is not None else prof.for_dataset(train.name)
     dev = get_device(device)
     model_name = model or prof.model

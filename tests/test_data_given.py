@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_bad_input import _expect_error as expect_error  # the bad-input suite's check of one case
 
 from ltkd.cli import main
 from ltkd.data import ImageData, load
@@ -56,17 +57,8 @@ def _tree(root: Path, counts=(100, 20, 6), size=(12, 12)) -> Path:
 
 
 def _expect_error(capsys, args: list[str], needle: str, keep: Path | None = None) -> str:
-    before = _digest(keep) if keep is not None else None
-    capsys.readouterr()
-    code = main(args)
-    err = capsys.readouterr().err
-    lines = err.splitlines()
-    assert code == 2, (code, err)
-    assert len(lines) == 1 and lines[0].startswith("ltkd: error:"), err
-    assert needle in lines[0], (needle, lines[0])
-    if keep is not None:
-        assert _digest(keep) == before, f"{keep} changed"
-    return lines[0]
+    """Exit status 2, exactly one ``ltkd: error:`` line holding ``needle``, ``keep`` unchanged (by digest)."""
+    return expect_error(capsys, args, keep, needle)
 
 
 def _train(data, out: Path, *extra: str) -> list[str]:
@@ -137,6 +129,13 @@ def test_mixed_sizes_are_an_error_naming_two_files(tmp_path, capsys):
     line = _expect_error(capsys, _train(data, tmp_path / "run"), "images of different sizes", data)
     assert "000.png is 30×30" in line and "001.png is 12×12" in line and "--image-size" in line
     assert not (tmp_path / "run").exists()
+
+
+def test_images_too_small_to_train_on_are_one_line(tmp_path, capsys):
+    data = _tree(tmp_path / "tiny", counts=(6, 6), size=(1, 1))  # used to end in a traceback from max_pool2d
+    _expect_error(capsys, _train(data, tmp_path / "run"), "images of 1×1 pixels", data)
+    train, _ = load(str(data), image_size=8)
+    assert train.images.shape[2:] == (8, 8)
 
 
 def test_mixed_sizes_between_the_splits_are_an_error(tmp_path):

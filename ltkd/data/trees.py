@@ -260,6 +260,9 @@ def _read_image_tree(root: Path, size: int | None = None) -> dict[str, np.ndarra
     train_nodes, test_nodes, w_tr, w_te = _split_parts(root)
     classes, items = _class_items(train_nodes, w_tr)
     xtr, ytr, like = _decode_items(items, size)
+    if min(like[0]) < 8:  # the models pool three times: smaller images end in a shape error deep inside them
+        raise LtkdError(f"images of {like[0][1]}×{like[0][0]} pixels ({like[1]}, ...) are too small: at least 8×8 "
+                        "trains; ask for a size (--image-size N, image_size=N) to resize them")  # fmt: skip
     if test_nodes is not None:
         classes_te, items_te = _class_items(test_nodes, w_te)
         if classes_te != classes:
