@@ -151,7 +151,7 @@ def test_an_image_size_asked_for_resizes_every_image(tmp_path, capsys):
     train, test = load(str(data), image_size=16)
     assert train.images.shape[1:] == test.images.shape[1:] == (3, 16, 16)
     assert main(_train(data, tmp_path / "run", "--image-size", "16")) == 0
-    with pytest.raises(LtkdError, match="image size must be a whole number of pixels from 8 to 1024, got 2"):
+    with pytest.raises(LtkdError, match="image size must be a whole number of pixels from 4 to 1024, got 2"):
         load(str(data), image_size=2)
     with pytest.raises(LtkdError, match="applies to a PATH"):
         load("digits", image_size=16)

@@ -260,8 +260,8 @@ def _read_image_tree(root: Path, size: int | None = None) -> dict[str, np.ndarra
     train_nodes, test_nodes, w_tr, w_te = _split_parts(root)
     classes, items = _class_items(train_nodes, w_tr)
     xtr, ytr, like = _decode_items(items, size)
-    if min(like[0]) < 8:  # the models pool three times: smaller images end in a shape error deep inside them
-        raise LtkdError(f"images of {like[0][1]}×{like[0][0]} pixels ({like[1]}, ...) are too small: at least 8×8 "
+    if min(like[0]) < 4:  # cnn6 pools twice: smaller images end in a shape error deep inside it
+        raise LtkdError(f"images of {like[0][1]}×{like[0][0]} pixels ({like[1]}, ...) are too small: at least 4×4 "
                         "trains; ask for a size (--image-size N, image_size=N) to resize them")  # fmt: skip
     if test_nodes is not None:
         classes_te, items_te = _class_items(test_nodes, w_te)
@@ -357,11 +357,11 @@ def _cached(cache: Path) -> dict[str, np.ndarray] | None:
 
 
 def check_image_size(image_size: object) -> int | None:
-    """``image_size`` (the side every image of a PATH data set is resized to) checked: ``None`` or 8 to 1024."""
+    """``image_size`` (the side every image of a PATH data set is resized to) checked: ``None`` or 4 to 1024."""
     if image_size is None:
         return None
-    if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) or not 8 <= image_size <= 1024:
-        raise LtkdError(f"image size must be a whole number of pixels from 8 to 1024, got {image_size!r}")
+    if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) or not 4 <= image_size <= 1024:
+        raise LtkdError(f"image size must be a whole number of pixels from 4 to 1024, got {image_size!r}")
     return int(image_size)
 
 
