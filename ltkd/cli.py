@@ -154,35 +154,34 @@ def _report(metrics: dict, out: str, json_out: bool) -> int:
     return 0
 
 
-def _notes(args):
-    """Where a run's notes (how a PATH's images are used) are printed: stdout, or stderr under ``--json``."""
-    return contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
+def _noted(args, command, **kwargs):
+    """``command(**kwargs)``, its notes (how a PATH's images are used) printed on stdout, or on stderr under
+    ``--json`` (where stdout is the JSON)."""
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+        return command(**kwargs)
 
 
 def cmd_train(args) -> int:
     from .experiment import run
 
-    with _notes(args):
-        metrics, _ = run(
-            method=args.method, dataset=args.dataset, imbalance=args.imbalance, model=args.model,
-            epochs=args.epochs, seed=args.seed, profile=args.profile, out=args.out, device=args.device,
-            options=_options(args), lt_profile=args.lt_profile, eval_every=args.eval_every,
-            resume_unfingerprinted=args.resume_unfingerprinted, image_size=args.image_size,
-        )  # fmt: skip
+    metrics, _ = _noted(args, run,
+        method=args.method, dataset=args.dataset, imbalance=args.imbalance, model=args.model,
+        epochs=args.epochs, seed=args.seed, profile=args.profile, out=args.out, device=args.device,
+        options=_options(args), lt_profile=args.lt_profile, eval_every=args.eval_every,
+        resume_unfingerprinted=args.resume_unfingerprinted, image_size=args.image_size,
+    )  # fmt: skip
     return _report(metrics, args.out, args.json)
 
 
 def cmd_distill(args) -> int:
     from .experiment import distill
 
-    with _notes(args):
-        metrics, _ = distill(
-            method=args.method, teacher=args.teacher, student=args.student, dataset=args.dataset,
-            imbalance=args.imbalance, lt_profile=args.lt_profile, epochs=args.epochs,
-            teacher_epochs=args.teacher_epochs, seed=args.seed, profile=args.profile, out=args.out,
-            device=args.device, options=_options(args), eval_every=args.eval_every,
-            resume_unfingerprinted=args.resume_unfingerprinted, image_size=args.image_size,
-        )  # fmt: skip
+    metrics, _ = _noted(args, distill,
+        method=args.method, teacher=args.teacher, student=args.student, dataset=args.dataset,
+        imbalance=args.imbalance, lt_profile=args.lt_profile, epochs=args.epochs, teacher_epochs=args.teacher_epochs,
+        seed=args.seed, profile=args.profile, out=args.out, device=args.device, options=_options(args),
+        eval_every=args.eval_every, resume_unfingerprinted=args.resume_unfingerprinted, image_size=args.image_size,
+    )  # fmt: skip
     return _report(metrics, args.out, args.json)
 
 
