@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
@@ -107,7 +108,7 @@ def training_split(train: ImageData, imbalance: float | None, profile: str = "ex
     the imbalance its counts have (``meta["imbalance"]``), not the one asked for."""
     path = train.name.startswith("imagefolder:")
     if imbalance is None and path:
-        kept = train.subset(np.arange(len(train)), imbalance=imbalance_of(train.counts), lt_profile="as given")
+        kept = replace(train, meta={**train.meta, "imbalance": imbalance_of(train.counts), "lt_profile": "as given"})
         return kept, (f"{train.name}: every training image as given, {_counts(kept.counts)} per class "
                       f"(IF {imbalance_of(kept.counts):.3g}); --imbalance IF subsamples a long tail")
     imbalance = default if imbalance is None else imbalance
