@@ -70,7 +70,7 @@ PUBLISHED = {
 }
 PARKED = RESULTS_DIR / "unfinished"  # --park: unfinished runs' checkpoints, to commit
 EVAL_EVERY = 10  # --eval-every's default: test every 10th epoch of each stage (and its last)
-SMOKE = {"epochs": 1, "stage2_epochs": 1, "n_max": 60, "test_per_class": 20}
+SMOKE = {"epochs": 1, "stage2_epochs": 1, "n_max": 100, "test_per_class": 20}  # n_max ≥ IF 100: a tail of one image
 
 
 def resolve_dataset(name: str | None) -> tuple[str, str]:

@@ -1,6 +1,6 @@
 """Files that must be whole: the one atomic write, model files, and training checkpoints.
 
-* :func:`atomic_write` — every file ltkd writes that a crash must not leave half-written.
+* :func:`atomic_write` (from :mod:`ltkd.files`) — every file ltkd writes that a crash must not leave half-written.
 * :func:`save_model` / :func:`load_model_state` — a trained model and the facts to rebuild it.
 * :func:`run_fingerprint` — what makes a training run this run; ``fit`` resumes only a checkpoint
   whose fingerprint matches (:func:`fingerprint_mismatch`).
@@ -14,46 +14,35 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
 from .errors import LtkdError, first_line
+from .files import atomic_write
 
-if TYPE_CHECKING:  # types only: this module sits below data and profiles
-    from .data import ImageData
+if TYPE_CHECKING:  # types only: this module sits below profiles
     from .profiles import TrainConfig
+
+
+class Labelled(Protocol):
+    """What a fingerprint reads of a data set (an :class:`ltkd.data.ImageData`, which sits a layer above)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    @property
+    def num_classes(self) -> int: ...
+
+    def __len__(self) -> int: ...
 
 __all__ = ["atomic_write", "write_json", "json_safe", "safe_load", "save_model", "load_model_state", "run_fingerprint",
            "save_checkpoint", "state_digest",
            "data_digest", "module_digest", "fingerprint_mismatch", "read_checkpoint", "check_resumable",
            "claim_checkpoints", "remove_checkpoints", "rng_state", "set_rng_state"]  # fmt: skip
-
-
-def atomic_write(path: str | os.PathLike, content: str | bytes | Callable[[IO[bytes]], Any]) -> Path:
-    """Write ``path`` whole or not at all: into a temporary file beside it (named by this process, so two
-    processes never share one), then renamed over it. ``content``: text, bytes, or ``f(file)`` writing to an
-    open binary file (``lambda f: torch.save(obj, f)``, ``lambda f: np.savez(f, **arrays)``)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f"{p.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            if isinstance(content, str):
-                f.write(content.encode())
-            elif isinstance(content, bytes):
-                f.write(content)
-            else:
-                content(f)
-        os.replace(tmp, p)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return p
 
 
 def json_safe(obj: Any) -> Any:
@@ -157,7 +146,7 @@ def load_model_state(path: str | os.PathLike, map_location="cpu") -> dict:
     return ck
 
 
-def run_fingerprint(model: nn.Module, objective: nn.Module, data: ImageData, config: TrainConfig, *, seed: int,
+def run_fingerprint(model: nn.Module, objective: nn.Module, data: Labelled, config: TrainConfig, *, seed: int,
                     trainable: str, bn: str, desc: str, identity: dict | None = None) -> dict:  # fmt: skip
     """What makes a training run this run, as simple values: a checkpoint records it, and ``fit``
     resumes only a checkpoint whose fingerprint matches (device, threads and memory format may differ)."""
@@ -182,7 +171,7 @@ def run_fingerprint(model: nn.Module, objective: nn.Module, data: ImageData, con
     return fp
 
 
-def data_digest(data: ImageData) -> str:
+def data_digest(data: Labelled) -> str:
     """sha1 of a data set's content, every pixel and label (shapes and dtypes included): two image folders with the
     same labels but other images differ here, so a checkpoint is never resumed on other data. (0.07 s for
     Fashion-MNIST's 60,000 training images, measured on a shared 2-core machine.)"""

@@ -8,6 +8,7 @@ Bad input prints one line, ``ltkd: error: ...``, and exits with status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.util
 import json
@@ -95,8 +96,11 @@ def _add_common(p: argparse.ArgumentParser, *, imbalance: float, out: str, flags
     from .methods import OPTIONS
 
     p.add_argument("--dataset", default="digits", help="digits | fashion-mnist | cifar10 | cifar100 | PATH")
-    p.add_argument("--imbalance", type=_imbalance, default=imbalance,
-                   help=f"imbalance factor n_max/n_min (1 = balanced; default {imbalance:g})")  # fmt: skip
+    p.add_argument("--imbalance", type=_imbalance, default=None,
+                   help=f"imbalance factor n_max/n_min (1 = balanced; default {imbalance:g} for a named set, every "
+                        "image as given for a PATH)")  # fmt: skip
+    p.add_argument("--image-size", type=_positive_int, default=None, metavar="N",
+                   help="resize a PATH's images to N×N (without it they must all have one size)")
     p.add_argument("--lt-profile", default="exp", choices=["exp", "step"])
     p.add_argument("--epochs", type=_positive_int, default=None, help="stage-1 epochs (default: the profile's)")
     p.add_argument("--seed", type=_seed, default=0, help="0 to 2**63 - 1")
@@ -150,14 +154,21 @@ def _report(metrics: dict, out: str, json_out: bool) -> int:
     return 0
 
 
+def _noted(args, command, **kwargs):
+    """``command(**kwargs)``, its notes (how a PATH's images are used) printed on stdout, or on stderr under
+    ``--json`` (where stdout is the JSON)."""
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+        return command(**kwargs)
+
+
 def cmd_train(args) -> int:
     from .experiment import run
 
-    metrics, _ = run(
+    metrics, _ = _noted(args, run,
         method=args.method, dataset=args.dataset, imbalance=args.imbalance, model=args.model,
         epochs=args.epochs, seed=args.seed, profile=args.profile, out=args.out, device=args.device,
         options=_options(args), lt_profile=args.lt_profile, eval_every=args.eval_every,
-        resume_unfingerprinted=args.resume_unfingerprinted,
+        resume_unfingerprinted=args.resume_unfingerprinted, image_size=args.image_size,
     )  # fmt: skip
     return _report(metrics, args.out, args.json)
 
@@ -165,11 +176,11 @@ def cmd_train(args) -> int:
 def cmd_distill(args) -> int:
     from .experiment import distill
 
-    metrics, _ = distill(
+    metrics, _ = _noted(args, distill,
         method=args.method, teacher=args.teacher, student=args.student, dataset=args.dataset,
         imbalance=args.imbalance, lt_profile=args.lt_profile, epochs=args.epochs, teacher_epochs=args.teacher_epochs,
         seed=args.seed, profile=args.profile, out=args.out, device=args.device, options=_options(args),
-        eval_every=args.eval_every, resume_unfingerprinted=args.resume_unfingerprinted,
+        eval_every=args.eval_every, resume_unfingerprinted=args.resume_unfingerprinted, image_size=args.image_size,
     )  # fmt: skip
     return _report(metrics, args.out, args.json)
 

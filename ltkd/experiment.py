@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import numbers
 import os
 import platform
 import tempfile
@@ -20,7 +21,7 @@ import torch
 from torch import nn
 
 from .checkpoint import claim_checkpoints, load_model_state, module_digest, remove_checkpoints, save_model, write_json
-from .data import ImageData, load, long_tail
+from .data import ImageData, check_splits, imbalance_of, load, training_split
 from .device import get_device
 from .distributed import is_main
 from .errors import LtkdError, first_line
@@ -82,14 +83,21 @@ def checkpoint_names(recipe: Recipe) -> list[str]:
     return [f"{stage.name}.ckpt" for stage in recipe.stages]
 
 
-def prepare_data(dataset: str = "digits", imbalance: float = 100, lt_profile: str = "exp",
-                 n_max: int | None = None) -> tuple[ImageData, ImageData]:  # fmt: skip
+def prepare_data(dataset: str = "digits", imbalance: float | None = None, lt_profile: str = "exp",
+                 n_max: int | None = None, image_size: int | None = None,
+                 default_imbalance: float = 100) -> tuple[ImageData, ImageData]:  # fmt: skip
     """(long-tailed train, balanced test) for a source. Data subsampling uses seed 0, the
-    CIFAR-LT benchmark's fixed draw, so every training seed sees the same images."""
-    if imbalance is None or imbalance < 1:
-        raise LtkdError(f"imbalance factor must be ≥ 1, got {imbalance}")
-    train, test = load(dataset)
-    return long_tail(train, imbalance, lt_profile, n_max=n_max, seed=0), test
+    CIFAR-LT benchmark's fixed draw, so every training seed sees the same images. Without ``imbalance`` a named
+    set gets ``default_imbalance`` and a PATH every image as given (:func:`ltkd.data.training_split`, which
+    prints a line saying so); ``image_size`` resizes a PATH's images."""
+    if imbalance is not None and (isinstance(imbalance, bool) or not isinstance(imbalance, numbers.Real)
+                                  or not imbalance >= 1):  # fmt: skip
+        raise LtkdError(f"imbalance factor must be a number ≥ 1, got {imbalance!r}")
+    train, test = load(dataset, image_size=image_size)
+    train, said = training_split(train, imbalance, lt_profile, n_max, default_imbalance)
+    if said and is_main():
+        print(said)
+    return train, test
 
 
 def run_stages(
@@ -231,7 +239,7 @@ def _stage_summary(recipe: Recipe, prof: Profile, ctx: Context) -> dict[str, dic
 def run(
     method: str = "ce",
     dataset: str = "digits",
-    imbalance: float = 100,
+    imbalance: float | None = None,
     model: str | None = None,
     epochs: int | None = None,
     seed: int = 0,
@@ -246,15 +254,15 @@ def run(
     eval_every: int = 0,
     extra: dict[str, Any] | None = None,
     resume_unfingerprinted: bool = False,
+    image_size: int | None = None,
 ) -> tuple[dict, nn.Module]:
-    """Train ``method`` on ``dataset``-LT and return ``(metrics, model)``.
-
-    With ``out``, writes ``out/metrics.json`` and ``out/model.pt`` (and per-stage checkpoints
-    while training, so an interrupted run resumes where it stopped). ``stage1_state`` (a
-    state dict of a finished stage 1 of the same model) skips stage 1 — e.g. cRT on the
-    CE model a notebook already trained. ``eval_every`` = N > 0 evaluates the test set every N
-    epochs of each stage (and at its last) into the per-epoch log, and adds ``best_evaluated``
-    (see :func:`run_stages` and :func:`best_evaluated`); the headline numbers stay the last epoch's.
+    """Train ``method`` on ``dataset``-LT (``imbalance``: 100 for a named set and a PATH's every image unless
+    given; the metrics record the IF the kept counts have; ``image_size``: a PATH's images resized to N×N) and
+    return ``(metrics, model)``. With ``out``, writes ``out/metrics.json`` and ``out/model.pt`` (and per-stage
+    checkpoints while training, so an interrupted run resumes where it stopped). ``stage1_state`` (a state dict
+    of a finished stage 1 of the same model) skips stage 1 — e.g. cRT on the CE model a notebook already trained.
+    ``eval_every`` = N > 0 evaluates the test set every N epochs of each stage (and at its last) into the
+    per-epoch log, and adds ``best_evaluated`` (see :func:`run_stages`); the headline numbers stay the last epoch's.
     ``extra``: more entries for the metrics (:func:`distill`'s ``teacher``).
     The run owns (and deletes) only the checkpoints its recipe names (:func:`checkpoint_names`); see :func:`fit`.
     """
@@ -264,7 +272,7 @@ def run(
         raise LtkdError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
     options, outdir = _check_run(recipe, seed, options, out)  # before any data are read or trained on
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
-    train, test = _check_splits(*(data if data is not None else prepare_data(dataset, imbalance, lt_profile)))
+    train, test = _check_splits(*(data or prepare_data(dataset, imbalance, lt_profile, image_size=image_size)))
     prof = prof.for_dataset(train.name).with_epochs(epochs) if epochs is not None else prof.for_dataset(train.name)
     dev = get_device(device)
     model_name = model or prof.model
@@ -283,8 +291,8 @@ def run(
         **report,
         "train_counts": [int(c) for c in train.counts],
         "dataset": train.name,
-        "imbalance": imbalance,
-        "lt_profile": lt_profile,
+        "imbalance": imbalance_of(train.counts),  # what the counts have, not what was asked
+        "lt_profile": train.meta.get("lt_profile", lt_profile),
         "method": method,
         "model": model_name,
         "seed": seed,
@@ -326,7 +334,7 @@ def _check_splits(train: ImageData, test: ImageData) -> tuple[ImageData, ImageDa
         if len(d) == 0:
             raise LtkdError(f"the {split} split of {d.name} has no images; nothing to "
                             f"{'train on' if split == 'training' else 'test on'}")  # fmt: skip
-    return train, test
+    return check_splits(train, test)
 
 
 def _make_folder(outdir: Path | None) -> None:
@@ -375,7 +383,7 @@ def distill(
     teacher: str | os.PathLike = "cnn6",
     student: str | None = None,
     dataset: str = "digits",
-    imbalance: float = 1.0,
+    imbalance: float | None = None,
     lt_profile: str = "exp",
     epochs: int | None = None,
     teacher_epochs: int | None = None,
@@ -387,13 +395,14 @@ def distill(
     eval_every: int = 0,
     progress: bool | str | None = None,
     resume_unfingerprinted: bool = False,
+    image_size: int | None = None,
 ) -> tuple[dict, nn.Module]:
     """``ltkd distill``: a teacher, then a student trained under the teacher recipe ``method``; ``(metrics, student)``.
 
     ``teacher``: an ``ltkd`` checkpoint file, or a model name trained here with CE (into ``out/teacher``; a teacher
     an earlier call finished there with the same settings is reused) for ``teacher_epochs`` (default: the profile's
     ``teacher_epoch_factor`` × its stage-1 epochs where it has one — quick: 2.5, i.e. 15 on Fashion-MNIST — else
-    the profile's epochs). ``student``: a model name (default: the
+    the profile's epochs). ``imbalance``: as :func:`run`'s, but a named set's default is 1 (balanced). ``student``: a model name (default: the
     profile's ``extra["student"]``, else ``cnn6x0.5``). ``out/metrics.json`` gets the teacher's report too."""
     if method not in teacher_methods():
         raise LtkdError(f"unknown distillation method {method!r}; choose one of {', '.join(teacher_methods())}")
@@ -407,7 +416,7 @@ def distill(
     claim_checkpoints(outdir / "checkpoints", checkpoint_names(get_method(method)), method)  # before a teacher trains
     t0 = time.perf_counter()
     dev = get_device(device)
-    train, test = prepare_data(dataset, imbalance, lt_profile)
+    train, test = prepare_data(dataset, imbalance, lt_profile, image_size=image_size, default_imbalance=1.0)
     if teacher_epochs is None:  # quick: a teacher trained to convergence (Profile.teacher_epochs)
         teacher_epochs = prof.teacher_epochs(train.name)
     net, arch, source = _teacher_for(teacher, (train, test), prof, teacher_epochs, seed, dev, outdir / "teacher",

@@ -14,7 +14,7 @@ PKG = Path(__file__).resolve().parents[1] / "ltkd"
 
 # lowest first; a module may import its own layer or a lower one, never a higher one
 LAYERS = [
-    {"ltkd", "errors"},
+    {"ltkd", "errors", "files"},
     {"checkpoint", "device", "progress"},
     {"data", "models", "profiles", "distributed", "grading"},
     {"metrics", "objective", "train", "viz"},
@@ -101,6 +101,19 @@ def test_no_function_is_longer_than_80_lines():
                 if n > 80:
                     long.append(f"{path.relative_to(PKG.parent)}:{node.lineno} {node.name} ({n} lines)")
     assert not long, long
+
+
+def test_the_data_modules_fit_on_a_few_screens_and_do_not_import_checkpoint():
+    """Each module of the ``ltkd.data`` package is under 500 lines, and data and checkpoint never import each other
+    (not even for annotations): the atomic write they share sits below both, in ``ltkd.files``."""
+    big = [f"{p.name} ({n} lines)" for p in sorted((PKG / "data").glob("*.py"))
+           if (n := len(p.read_text().splitlines())) > 500]  # fmt: skip
+    assert not big, big
+    both = [(a, b) for a, b in (("data", "checkpoint"), ("checkpoint", "data"))
+            for path in ([PKG / "checkpoint.py"] if a == "checkpoint" else sorted((PKG / "data").glob("*.py")))
+            for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.ImportFrom)
+            and (node.module or "").split(".")[-1] == b]  # fmt: skip
+    assert not both, both
 
 
 TOY = '''"""A toy loss-only method: focal loss (Lin et al. 2017), FL = (1 − p_y)^γ · CE, as a method file of one's own."""

@@ -157,7 +157,7 @@ def test_bad_data_set_names():
 def test_fashion_mnist_missing_message(monkeypatch, tmp_path):
     import ltkd.data as D
 
-    monkeypatch.setattr(D, "DEBIAN_FASHION_MNIST", tmp_path / "nope")
+    monkeypatch.setattr(D.sources, "DEBIAN_FASHION_MNIST", tmp_path / "nope")
     monkeypatch.setenv("LTKD_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("LTKD_CACHE_DIR", str(tmp_path / "cache"))
     with pytest.raises(LtkdError) as e:

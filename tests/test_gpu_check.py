@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED_CIFAR = str(ROOT.parent / "shared" / "data" / "cifar10-jpeg")  # as tests/conftest.py and reproduce.py
 
 
-def _stand_in_jpeg_folder(root: Path, train_per_class: int = 60, test_per_class: int = 20) -> Path:
+def _stand_in_jpeg_folder(root: Path, train_per_class: int = 100, test_per_class: int = 20) -> Path:
     """A CIFAR-10-shaped folder of random 32×32 JPEGs (train/ and test/, 10 class folders): enough for the
     dry run's smoke epoch where the real copy is not beside the checkout (a clone elsewhere, e.g. on CI)."""
     from PIL import Image
