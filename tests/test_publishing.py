@@ -9,7 +9,7 @@
 - Binder's ``environment.yml``: every runtime dependency of ``pyproject.toml`` with the same lower
   bound, a CPU-only torch, no CUDA package, none of the book or test extras.
 - One version: ``ltkd.__version__`` is what ``pyproject.toml`` (dynamic), ``CITATION.cff``, the newest
-  ``CHANGELOG.md`` entry and the book's pages (``book/_ext/ltkd_edition.py``) carry;
+  ``CHANGELOG.md`` entry and the book's pages (``book/_ext/ltkd_book.py``) carry;
   ``CITATION.cff`` is valid Citation File Format.
 
 The linters are in the ``test`` extra; where they are absent the tests that need them skip, saying so.
@@ -269,7 +269,7 @@ def test_one_version_everywhere() -> None:
     assert [e for e in entries if e != "Unreleased"][0] == version, f"newest CHANGELOG.md entry: {entries}"
     sys.path.insert(0, str(ROOT / "book" / "_ext"))
     try:
-        from ltkd_edition import read_version
+        from ltkd_book import read_version
     finally:
         sys.path.remove(str(ROOT / "book" / "_ext"))
     assert read_version(ROOT / "book") == version
