@@ -84,7 +84,8 @@ def html_dir() -> Path:
                if p.is_file() and not p.relative_to(ROOT / "book").parts[0].startswith("_build"))]  # fmt: skip
     newest = max(p.stat().st_mtime for p in sources)
     for built in (ROOT / "book" / "_build" / "html", out / "_build" / "html"):  # a build newer than its sources
-        if (built / "index.html").is_file() and (built / "index.html").stat().st_mtime > newest:
+        done = built / "searchindex.js"  # Sphinx writes it at the end of every build (index.html only once)
+        if done.is_file() and done.stat().st_mtime > newest:
             return built
     subprocess.run([sys.executable, str(ROOT / "book" / "build.py"), "--no-execute", "--out", str(out)],
                    check=True, cwd=ROOT)  # fmt: skip
