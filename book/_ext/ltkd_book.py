@@ -1,6 +1,6 @@
 """The book's own Sphinx extension (``sphinx.local_extensions`` in ``_config.yml``).
 
-- The edition: the version of ``ltkd``, read from ``ltkd/__init__.py`` (its one source;
+- The version of ``ltkd``, read from ``ltkd/__init__.py`` (its one source;
   ``pyproject.toml`` reads it too), shown in every page's footer and available to pages as
   ``{{ version }}``.
 - Each script once. Jupyter Book lists every ``.js`` file under ``_static`` as a script of every
@@ -33,13 +33,13 @@ def read_version(start: Path) -> str:
     return ltkd.__version__
 
 
-def _edition(app, config) -> None:
+def _version(app, config) -> None:
     version = read_version(Path(app.confdir).resolve())
     config.version = config.release = version
     repo = config.html_theme_options.get("repository_url", "").rstrip("/")
     files = f"{repo}/blob/{config.html_theme_options.get('repository_branch', 'main')}"
     footer = (
-        f'<p class="ltkd-edition">Edition <span class="ltkd-version">{version}</span> '
+        f'<p class="ltkd-footer">Version <span class="ltkd-version">{version}</span> '
         f'(<a href="{files}/CHANGELOG.md">what changed</a>, '
         f'<a href="{files}/CITATION.cff">how to cite it</a>)</p>'
     )
@@ -70,7 +70,7 @@ def _page_scripts(app, pagename, templatename, context, doctree) -> None:
 
 
 def setup(app):
-    app.connect("config-inited", _edition)
+    app.connect("config-inited", _version)
     app.connect("config-inited", _listed_scripts)
     app.connect("html-page-context", _page_scripts, priority=900)  # after every script is added
     return {"parallel_read_safe": True, "parallel_write_safe": True}
