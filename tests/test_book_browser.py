@@ -265,7 +265,8 @@ def test_the_version_is_on_every_page(crawled, html_dir) -> None:
 
 def test_checks_catch_planted_errors(html_dir, driver, tmp_path) -> None:
     """A broken image, links to a missing page and to missing anchors, a launch button to another
-    chapter's notebook and a console error, planted in a copy of the build."""
+    chapter's notebook, a console error and TeX that MathJax cannot render, planted in a copy of the
+    build."""
     copy = tmp_path / "html"
     shutil.copytree(html_dir, copy)
     page = "notebooks/01_long_tailed_data.html"
@@ -273,6 +274,7 @@ def test_checks_catch_planted_errors(html_dir, driver, tmp_path) -> None:
     plant = ('<img src="../_images/no-such-figure.png" alt="planted">'
              '<a href="../no-such-page.html">planted</a><a href="../intro.html#no-such-anchor">planted</a>'
              '<a href="02_gaussian_clouded_logits.html#chapter-2-typo">planted</a>'
+             '<span class="math notranslate nohighlight">\\(\\frac{1}{\\)</span>'
              '<script>console.error("planted console error")</script>')  # fmt: skip
     binder = "?urlpath=tree/notebooks/01_long_tailed_data.ipynb"
     assert "</article>" in text and binder in text
@@ -287,6 +289,7 @@ def test_checks_catch_planted_errors(html_dir, driver, tmp_path) -> None:
     assert "has no anchor #chapter-2-typo" in problems, problems
     assert "binder link https://mybinder.org/v2/gh/ltkd-book/ltkd/main?urlpath=tree/notebooks/02_" in problems, problems
     assert "console error" in problems and "planted console error" in problems, problems
+    assert "1 math elements left unrendered" in problems, problems  # TeX that MathJax cannot typeset
     # the same checks on a page left as built find nothing (anchors of pages not visited aside)
     intro = page_problems("intro.html", records["intro.html"], copy, ids)
     assert [p for p in intro if not p.endswith("was not visited, so its anchor cannot be checked")] == []
