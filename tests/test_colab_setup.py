@@ -7,7 +7,8 @@ and the scientific stack) with a stub ``google.colab`` module runs the chapter's
 torch above all, would fail the cell. The test then checks that the cell cloned the repository,
 installed ltkd from it into that Python and nothing else (no torch beside the machine's), moved into
 the clone's ``notebooks/``, that the shipped models and result files the chapter names are there,
-and that the chapter's next cell runs.
+and that the chapter's next cell runs and the imports of the cell after it resolve (ltkd from the
+installed copy, ``experiments/shipped.py`` from the clone).
 
 The clone is of this checkout's last commit (``git clone``), as Colab clones the published branch.
 """
@@ -27,22 +28,23 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
-# run in the chapter's fresh Python: the setup cell, then the next cell, then report what it left
+# run in the chapter's fresh Python: the setup cell, the next cell and the imports of the cell after
+# it (the chapter's own imports: ltkd from the installed copy, `shipped` from the clone), then report
 RUNNER = textwrap.dedent(
     """
-    import json, os, sys, types
+    import ast, json, os, sys, types
     sys.modules["google.colab"] = types.ModuleType("google.colab")  # what the cell looks for
     cells = json.load(open(sys.argv[1]))
     scope = {"__name__": "__main__"}
     exec(compile(cells[0], "setup cell", "exec"), scope)
     exec(compile(cells[1], "next cell", "exec"), scope)
+    imports = [n for n in ast.parse(cells[2]).body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    exec(compile(ast.Module(body=imports, type_ignores=[]), "imports of the cell after", "exec"), scope)
     import ltkd
-    shipped = None
-    if any(p.endswith("experiments") for p in sys.path[:3]):
-        import shipped as _shipped
-        shipped = str(_shipped.MODELS_DIR)
+    shipped = sys.modules.get("shipped")
     print("REPORT" + json.dumps({"cwd": os.getcwd(), "ltkd": ltkd.__file__, "version": ltkd.__version__,
-                                 "shipped": shipped, "path": sys.path}))
+                                 "imports": len(imports), "shipped": shipped and shipped.__file__,
+                                 "models": shipped and str(shipped.MODELS_DIR)}))
     """
 )
 
@@ -75,7 +77,7 @@ def test_setup_cell_in_colab(chapter: Path, repo_url: str, tmp_path: Path) -> No
     content = tmp_path / "content"  # Colab's working folder
     content.mkdir()
     home = content / "ltkd"
-    (tmp_path / "cells.json").write_text(json.dumps(cells[:2]))
+    (tmp_path / "cells.json").write_text(json.dumps(cells[:3]))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("PIP_")}
     env.update(LTKD_REPO_URL=repo_url, LTKD_COLAB_DIR=str(home), LTKD_THREADS="1", LTKD_PROGRESS="0",
                PIP_NO_INDEX="1", PIP_NO_BUILD_ISOLATION="0", PIP_DISABLE_PIP_VERSION_CHECK="1")  # fmt: skip
@@ -103,9 +105,11 @@ def test_setup_cell_in_colab(chapter: Path, repo_url: str, tmp_path: Path) -> No
     results = sorted(set(re.findall(r"\.\./experiments/results/[\w.]+\.json", text)))
     for rel in results:
         assert (home / "notebooks" / rel).is_file(), f"{chapter.name} reads {rel}, missing in the clone"
+    assert report["imports"] > 0, "the chapter's third code cell imports nothing: is it still the imports cell?"
     models = sorted(p.stem for p in (home / "experiments" / "models").glob("*.pt") if f'"{p.stem}"' in text)
-    if models:
-        assert report["shipped"] == str(home / "experiments" / "models"), report["shipped"]
+    if models:  # the chapter loads shipped models through experiments/shipped.py, from the clone
+        assert report["shipped"] == str(home / "experiments" / "shipped.py"), report["shipped"]
+        assert report["models"] == str(home / "experiments" / "models"), report["models"]
         for name in models:
             for suffix in (".pt", ".json"):
                 assert (home / "experiments" / "models" / f"{name}{suffix}").is_file(), name
