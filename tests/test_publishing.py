@@ -157,7 +157,7 @@ def test_tests_workflow_runs_ci_run_on_push_and_pull_request() -> None:
 # ---------------------------------------------------------------- .ci/run and sudo
 
 
-def _ci_run_with_stubs(tmp_path: Path, uid: int) -> list[str]:
+def _ci_run_with_stubs(tmp_path: Path, uid: int, **env: str) -> list[str]:
     """Run ``.ci/run`` with stub ``id``, ``sudo``, ``apt-get`` and ``python3`` on a PATH that lacks
     chromium, and return what the stubs were asked to do."""
     bin_ = tmp_path / "bin"
@@ -174,7 +174,7 @@ def _ci_run_with_stubs(tmp_path: Path, uid: int) -> list[str]:
         (bin_ / name).chmod(0o755)
     for tool in ("dirname", "cat"):
         (bin_ / tool).symlink_to(shutil.which(tool))
-    proc = subprocess.run(["/bin/bash", str(ROOT / ".ci" / "run")], env={"PATH": str(bin_)}, capture_output=True,
+    proc = subprocess.run(["/bin/bash", str(ROOT / ".ci" / "run")], env={"PATH": str(bin_), **env}, capture_output=True,
                           text=True, timeout=60)  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return log.read_text().splitlines()
@@ -191,6 +191,14 @@ def test_ci_run_calls_apt_get_directly_as_root(tmp_path: Path) -> None:
     calls = _ci_run_with_stubs(tmp_path, uid=0)
     assert not [c for c in calls if c.startswith("sudo")], calls
     assert any(c.startswith("apt-get install") for c in calls), calls
+    torch = [c for c in calls if c.startswith("python3 -m pip install") and "torch>=" in c]
+    assert torch and "--index-url" not in torch[0], calls
+
+
+def test_ci_run_takes_torch_from_the_named_index(tmp_path: Path) -> None:
+    calls = _ci_run_with_stubs(tmp_path, uid=0, LTKD_TORCH_INDEX="https://example.org/whl/cpu")
+    torch = [c for c in calls if c.startswith("python3 -m pip install") and "torch>=" in c]
+    assert torch and "--index-url https://example.org/whl/cpu " in torch[0], calls
 
 
 # ---------------------------------------------------------------- Binder
