@@ -21,6 +21,7 @@ import re
 import subprocess
 import sys
 import textwrap
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -95,7 +96,7 @@ def test_setup_cell_in_colab(chapter: Path, repo_url: str, tmp_path: Path) -> No
     assert f'__version__ = "{report["version"]}"' in init
     # torch untouched: pinned to this Python's versions, and nothing of torch installed beside it
     pins = (home / "colab-pins.txt").read_text()
-    assert re.search(r"^torch==\S+$", pins, re.MULTILINE) and re.search(r"^torchvision==\S+$", pins, re.MULTILINE)
+    assert pins.split() == [f"torch=={version('torch')}", f"torchvision=={version('torchvision')}"], pins
     installed = sorted(p.name for p in site.iterdir() if not p.name.startswith(("_", ".")))
     assert not [n for n in installed if n.lower().startswith(("torch", "nvidia"))], installed
     assert [n for n in installed if n.startswith("ltkd")], f"ltkd was not installed into the fresh Python: {installed}"

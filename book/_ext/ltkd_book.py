@@ -69,7 +69,7 @@ def _page_scripts(app, pagename, templatename, context, doctree) -> None:
     scripts[:] = unique
 
 
-def setup(app):
+def setup(app) -> dict:
     app.connect("config-inited", _version)
     app.connect("config-inited", _listed_scripts)
     app.connect("html-page-context", _page_scripts, priority=900)  # after every script is added
