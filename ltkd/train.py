@@ -137,8 +137,9 @@ def _loader(data: ImageData, batch_size: int, sampler: ClassSampler | str | None
 def _place(model: nn.Module, objective: Objective, dev: torch.device, channels_last: bool) -> None:
     model.to(dev)
     objective.to(dev)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
+    if channels_last:  # the objective's networks too (a teacher): its weights' layout picks the convolution
+        model.to(memory_format=torch.channels_last)  # kernels, so a teacher fresh from training (channels-last)
+        objective.to(memory_format=torch.channels_last)  # and one read from its file must meet the same layout
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
 
