@@ -41,7 +41,7 @@ def check_output_folder(out: str | os.PathLike) -> Path:
     try:
         q = _nearest_existing(p)
     except OSError as e:  # a name over the file system's limit (255 bytes), a path too long, ...
-        raise LtkdError(f"output folder {_short(p)} cannot be made: {first_line(e)}") from e
+        raise LtkdError(f"output folder {_short(p)} cannot be made: {e.strerror or first_line(e)}") from e
     if not q.is_dir():
         raise LtkdError(f"output folder {p} cannot be made: {q} is a file, not a folder")
     try:
