@@ -259,6 +259,8 @@ def import_methods(argv: list[str]) -> None:
                 importlib.import_module(name)
         except LtkdError:
             raise
+        except ImportError as e:
+            raise LtkdError(f"--import {name}: {first_line(e)}") from e
         except SyntaxError as e:
             raise LtkdError(f"--import {name}: SyntaxError: {e.msg} ({e.filename}, line {e.lineno})") from e
         except Exception as e:  # an ImportError, or whatever the file raised while it ran

@@ -243,6 +243,7 @@ def run(
     check_arguments(epochs=epochs, imbalance=imbalance, eval_every=eval_every, device=device,
                     stage1_state=stage1_state, overwrite=overwrite)  # fmt: skip
     options, outdir = _check_run(recipe, seed, options, out, overwrite)  # before any data are read or trained on
+    device = get_device(device)  # (a device that is not here: before OUT is made)
     with locked(outdir) if outdir and is_main() else contextlib.nullcontext():
         return _run(recipe, dataset, imbalance, model, epochs, seed, profile, outdir, device, options, progress,
                     lt_profile, data, stage1_state, eval_every, extra, resume_unfingerprinted, t0)  # fmt: skip
@@ -400,9 +401,9 @@ def distill(
         raise LtkdError(f"unknown student model {student!r}; choose one of {', '.join(MODELS)}")
     options, outdir = _check_run(get_method(method), seed, options, out, overwrite)  # before a teacher trains
     _refuse_teacher_inside(teacher, outdir)
+    dev = get_device(device)
     with locked(outdir) if is_main() else contextlib.nullcontext():
         t0 = time.perf_counter()
-        dev = get_device(device)
         train, test = prepare_data(dataset, imbalance, lt_profile)
         if teacher_epochs is None and "teacher_epoch_factor" in prof.extra:  # quick: a teacher trained to convergence
             teacher_epochs = round(prof.for_dataset(train.name).stage1.epochs * prof.extra["teacher_epoch_factor"])

@@ -103,8 +103,8 @@ def refuse_finished_run(outdir: Path, overwrite: bool) -> None:
 def locked(outdir: Path) -> Iterator[None]:
     """Hold ``OUT/.ltkd.lock`` (an exclusive ``fcntl`` lock) for the block, making ``OUT`` if needed; another
     process holding it is an :class:`LtkdError` naming it. Re-entrant within one process. On leaving, the lock
-    file goes, and so do an empty ``OUT/checkpoints`` and an ``OUT`` this call made that was left empty (a run
-    that failed on a full disk leaves nothing behind)."""
+    file goes, and so do an empty ``OUT/checkpoints`` and the folders this call made that were left empty (a
+    run that failed on a full disk leaves nothing behind)."""
     key = str(outdir.resolve())
     if key in _HELD:
         _HELD[key][1] += 1
@@ -113,7 +113,7 @@ def locked(outdir: Path) -> Iterator[None]:
         finally:
             _HELD[key][1] -= 1
         return
-    made = not outdir.exists()
+    made = [d for d in (outdir, *outdir.parents) if not d.exists()]  # the folders this call makes, deepest first
     try:
         outdir.mkdir(parents=True, exist_ok=True)
         f = _acquire(outdir / LOCK_NAME)
@@ -165,9 +165,11 @@ def _acquire(path: Path):
         f.close()
 
 
-def _tidy(outdir: Path, made: bool) -> None:
-    """Remove an empty ``OUT/checkpoints``, and ``OUT`` itself if this run made it and it is empty."""
-    for d, go in ((outdir / "checkpoints", True), (outdir, made)):
-        if go:
-            with contextlib.suppress(OSError):
-                d.rmdir()
+def _tidy(outdir: Path, made: list[Path]) -> None:
+    """Remove an empty ``OUT/checkpoints``, and the folders this run made (``made``, deepest first) left empty."""
+    for d in (outdir / "checkpoints", *made):
+        try:
+            d.rmdir()
+        except OSError:  # not empty (a finished run's files), or gone: the folders above stay too
+            if d != outdir / "checkpoints":
+                break

@@ -21,11 +21,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_bad_input import _expect_error, _snapshot, _tree
 
 from ltkd.cli import main
 from ltkd.errors import LtkdError
-
-from test_bad_input import _expect_error, _snapshot, _tree
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -220,7 +219,7 @@ def test_import_files_that_fail(capsys, tmp_path):
                   "RuntimeError while importing it: the file is broken")  # fmt: skip
     assert "boom_at_import" not in sys.modules
     _expect_error(capsys, ["train", "--import", "no_such_module_here", "--out", str(out)], out,
-                  "--import no_such_module_here: ModuleNotFoundError")  # fmt: skip
+                  "--import no_such_module_here: No module named")  # fmt: skip
 
 
 def test_import_file_named_like_a_standard_module(tmp_path):
