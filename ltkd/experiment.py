@@ -34,7 +34,7 @@ from .device import get_device
 from .distributed import is_main
 from .errors import LtkdError, first_line
 from .methods import METHODS, Context, Recipe, check_options, get_method, stage_config, stage_head, unread_options
-from .methods.distill import load_teacher, training_error
+from .methods.distill import check_teacher_data, load_teacher, refuse_teacher_inside, training_error
 from .metrics import accuracy_report, count_flops, count_params
 from .models import MODELS, build_model, set_head
 from .outfolder import check_output_folder, locked, refuse_finished_run
@@ -97,11 +97,7 @@ def run_stages(
     if checkpoint_dir:
         claim_checkpoints(checkpoint_dir, checkpoint_names(recipe), recipe.name)
     ctx = Context(train=train, profile=profile, device=dev, seed=seed, options=options)
-    unread = unread_options(recipe, ctx, skip)
-    if unread:
-        raise LtkdError(f"{recipe.name} does not read the option{'s' if len(unread) > 1 else ''} {', '.join(unread)} "
-                        "(it would be recorded but change nothing); drop it, or choose the method that reads it "
-                        "(`ltkd methods`)")  # fmt: skip
+    _refuse_unread(recipe, ctx, skip)
     logs: list[dict] = []
     for i, stage in enumerate(recipe.stages):
         if i < skip:
@@ -121,6 +117,15 @@ def run_stages(
                    resume_unfingerprinted=resume_unfingerprinted)  # fmt: skip
         logs += [{"stage": stage.name, **row} for row in hist]
     return logs
+
+
+def _refuse_unread(recipe: Recipe, ctx: Context, skip: int = 0) -> None:
+    """An option given that no stage of ``recipe`` reads (:func:`ltkd.methods.unread_options`) is an error."""
+    unread = unread_options(recipe, ctx, skip)
+    if unread:
+        raise LtkdError(f"{recipe.name} does not read the option{'s' if len(unread) > 1 else ''} {', '.join(unread)} "
+                        "(it would be recorded but change nothing); drop it, or choose the method that reads it "
+                        "(`ltkd methods`)")  # fmt: skip
 
 
 def _identity(options: dict, eval_every: int = 0) -> dict:
@@ -400,11 +405,15 @@ def distill(
     if student not in MODELS:
         raise LtkdError(f"unknown student model {student!r}; choose one of {', '.join(MODELS)}")
     options, outdir = _check_run(get_method(method), seed, options, out, overwrite)  # before a teacher trains
-    _refuse_teacher_inside(teacher, outdir)
+    refuse_teacher_inside(teacher, outdir)
     dev = get_device(device)
     with locked(outdir) if is_main() else contextlib.nullcontext():
         t0 = time.perf_counter()
         train, test = prepare_data(dataset, imbalance, lt_profile)
+        with torch.random.fork_rng(devices=[]):  # the options checked before a teacher trains, with a stand-in
+            stand_in = build_model(student, train.num_classes, train.in_channels)
+        _refuse_unread(get_method(method), Context(train=train, profile=prof.for_dataset(train.name), device=dev,
+                                                   seed=seed, options={"teacher": stand_in, **options}))  # fmt: skip
         if teacher_epochs is None and "teacher_epoch_factor" in prof.extra:  # quick: a teacher trained to convergence
             teacher_epochs = round(prof.for_dataset(train.name).stage1.epochs * prof.extra["teacher_epoch_factor"])
         net, arch, source = _teacher_for(teacher, (train, test), prof, teacher_epochs, seed, dev, outdir / "teacher",
@@ -417,21 +426,12 @@ def distill(
                    resume_unfingerprinted=resume_unfingerprinted, overwrite=overwrite)  # fmt: skip
 
 
-def _refuse_teacher_inside(teacher: str | os.PathLike, outdir: Path) -> None:
-    """A teacher file inside the output folder would be replaced by the student (``--teacher runs/a/model.pt
-    --out runs/a``): refused."""
-    t = Path(teacher).expanduser()
-    if t.is_file() and t.resolve().is_relative_to(outdir.resolve()):
-        raise LtkdError(f"the teacher file {t} lies inside the output folder {outdir}, where the student's files go; "
-                        "give another --out, or copy the teacher elsewhere")  # fmt: skip
-
-
 def _teacher_for(teacher: str | os.PathLike, data, prof: Profile, epochs: int | None, seed: int, dev, folder: Path,
                  resume_unfingerprinted: bool = False, overwrite: bool = False):  # fmt: skip
     """``(model, architecture, where it came from)`` for :func:`distill`'s ``teacher``."""
     train, test = data
     if Path(teacher).is_file():
-        _check_teacher_data(load_model_state(teacher), str(teacher), train)
+        check_teacher_data(load_model_state(teacher), str(teacher), train)
         net = load_teacher(teacher, train.num_classes, train.in_channels, dev, train.images.shape[2:])
         return net, load_model_state(teacher).get("arch"), f"checkpoint {teacher}"
     if str(teacher) not in MODELS:
@@ -444,19 +444,6 @@ def _teacher_for(teacher: str | os.PathLike, data, prof: Profile, epochs: int | 
     net, _ = train_teacher(str(teacher), data, prof, epochs, seed, device=dev, out=folder,
                            resume_unfingerprinted=resume_unfingerprinted, overwrite=overwrite)  # fmt: skip
     return net, str(teacher), f"trained here: ce, {teacher}, profile {prof.name}, seed {seed} ({folder})"
-
-
-def _check_teacher_data(record: dict, where: str, train: ImageData) -> None:
-    """A teacher's file or metrics must record the data set and the data digest (:func:`data_digest`) of
-    ``train`` where they record them (files from an older ltkd, or saved by hand, record neither)."""
-    name, digest = record.get("dataset"), record.get("data_digest")
-    if name is not None and name != train.name:
-        raise LtkdError(f"teacher {where} was trained on {name!r}, the data are {train.name!r}; train a teacher on "
-                        "these data (--teacher MODEL)")  # fmt: skip
-    if digest is not None and digest != data_digest(train):
-        raise LtkdError(f"teacher {where} was trained on other images of {name} than these (data digest {digest}, "
-                        f"now {data_digest(train)}: another folder, imbalance or split); train a teacher on these "
-                        "data (--teacher MODEL)")  # fmt: skip
 
 
 def _teacher_report(teacher: nn.Module, train, test, dev, source: str, seconds: float) -> dict[str, Any]:

@@ -254,6 +254,8 @@ def test_set_keys_given_twice_or_not_read(capsys, tmp_path):
                   "--T and --set T both set T")  # fmt: skip
     _expect_error(capsys, _train(out, "--method", "ce", "--set", "gcl_eps=0.3"), None,
                   "ce does not read the option gcl_eps")  # fmt: skip
+    _expect_error(capsys, ["distill", "--teacher", "cnn6", "--method", "kd", "--set", "beta=2", "--out", str(out)],
+                  None, "kd does not read the option beta")  # before the teacher trains  # fmt: skip
     assert not out.exists()
 
 
