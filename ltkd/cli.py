@@ -45,7 +45,7 @@ def _nonnegative_int(s: str) -> int:
 
 
 def _seed(s: str) -> int:
-    from .experiment import check_seed
+    from .checks import check_seed
 
     try:
         return check_seed(int(s))

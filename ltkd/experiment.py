@@ -28,7 +28,7 @@ from .checkpoint import (
     save_model,
     write_json,
 )
-from .checks import SEED_MAX, check_arguments, check_seed  # noqa: F401  (ltkd.experiment's names too)
+from .checks import check_arguments, check_seed
 from .data import ImageData, load, long_tail
 from .device import get_device
 from .distributed import is_main
