@@ -224,7 +224,7 @@ def main() -> None:
             opts["teacher"] = teachers[tkey]
         if frac is not None:
             opts["fraction"] = frac
-        if beta_of(table) is not None:
+        if beta_of(table) is not None and method.startswith("dkd"):  # the others do not read DKD's β
             opts["beta"] = beta_of(table)
         t0 = time.perf_counter()
         m, _ = run(method=method, dataset="fashion-mnist", imbalance=data[0].meta.get("imbalance", 1), model=STUDENT,

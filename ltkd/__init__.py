@@ -15,7 +15,15 @@ from .errors import LtkdError
 if _os.environ.get("LTKD_THREADS", "").strip():  # e.g. LTKD_THREADS=1 to run two jobs side by side on 2 cores
     _threads = _os.environ["LTKD_THREADS"].strip()
     if _threads.isdigit() and int(_threads) > 0:
-        import torch as _torch
+        try:
+            import torch as _torch
+        except KeyboardInterrupt:  # Ctrl-C while the `ltkd` command starts: a quiet exit, not a traceback
+            import sys as _sys
+
+            if _sys.argv and (_sys.argv[0] == "-m" or _os.path.basename(_sys.argv[0]) == "ltkd"):
+                print("ltkd: interrupted", file=_sys.stderr)
+                raise SystemExit(130) from None
+            raise
 
         _torch.set_num_threads(int(_threads))
     else:

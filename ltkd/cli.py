@@ -16,7 +16,7 @@ import math
 import sys
 from pathlib import Path
 
-from .errors import LtkdError, one_line
+from .errors import LtkdError, first_line, one_line
 from .profiles import PROFILES
 
 
@@ -46,7 +46,7 @@ def _nonnegative_int(s: str) -> int:
 
 
 def _seed(s: str) -> int:
-    from .experiment import check_seed
+    from .checks import check_seed
 
     try:
         return check_seed(int(s))
@@ -109,6 +109,8 @@ def _add_common(p: argparse.ArgumentParser, *, imbalance: float, out: str, flags
                         "`kd-paper` the KD papers' CIFAR-100 one (240 epochs, batch 64, lr 0.05)")  # fmt: skip
     p.add_argument("--device", default=None, help="cpu | cuda | mps (default: $LTKD_DEVICE, else the best there is)")
     p.add_argument("--out", type=_out, default=out, help=f"output folder for metrics.json and model.pt (default {out})")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the finished run OUT holds (model.pt, metrics.json); without it such an OUT is refused")
     p.add_argument("--resume-unfingerprinted", action="store_true",
                    help="resume checkpoints in OUT/checkpoints that do not record the run (or the data) that wrote "
                         "them, from an older ltkd: you vouch they are this run's (without it they are refused)")
@@ -127,12 +129,20 @@ def _add_common(p: argparse.ArgumentParser, *, imbalance: float, out: str, flags
 
 
 def _options(args) -> dict:
-    """``--set KEY=VALUE`` and the option flags, each checked (a flag wins over ``--set`` of the same option)."""
+    """``--set KEY=VALUE`` and the option flags, each checked; an option given twice (also as a flag and by ``--set``)
+    is an error, not the last one silently kept."""
     from .methods import check_option, parse_option
 
-    opts = dict(parse_option(text) for text in args.options)
+    opts: dict = {}
+    for text in args.options:
+        key, value = parse_option(text)
+        if key in opts:
+            raise LtkdError(f"--set {key} is given twice ({opts[key]!r} and {value!r}); give it once")
+        opts[key] = value
     for flag, key in args.flags.items():
         if getattr(args, f"flag_{key}") is not None:
+            if key in opts:
+                raise LtkdError(f"{flag} and --set {key} both set {key}; give it once")
             opts[key] = check_option(key, getattr(args, f"flag_{key}"), flag)
     return opts
 
@@ -169,6 +179,7 @@ def cmd_train(args) -> int:
         epochs=args.epochs, seed=args.seed, profile=args.profile, out=args.out, device=args.device,
         options=_options(args), lt_profile=args.lt_profile, eval_every=args.eval_every,
         resume_unfingerprinted=args.resume_unfingerprinted, image_size=args.image_size,
+        overwrite=args.overwrite,
     )  # fmt: skip
     return _report(metrics, args.out, args.json)
 
@@ -181,6 +192,7 @@ def cmd_distill(args) -> int:
         imbalance=args.imbalance, lt_profile=args.lt_profile, epochs=args.epochs, teacher_epochs=args.teacher_epochs,
         seed=args.seed, profile=args.profile, out=args.out, device=args.device, options=_options(args),
         eval_every=args.eval_every, resume_unfingerprinted=args.resume_unfingerprinted, image_size=args.image_size,
+        overwrite=args.overwrite,
     )  # fmt: skip
     return _report(metrics, args.out, args.json)
 
@@ -246,43 +258,88 @@ def cmd_models(args) -> int:
 
 def import_methods(argv: list[str]) -> None:
     """Import the ``--import MODULE`` arguments of ``argv`` (before the parsers are built, so that their recipes
-    are among ``ltkd distill --method``'s choices): a path to a ``.py`` file, or a module name."""
+    are among ``ltkd distill --method``'s choices): a path to a ``.py`` file, or a module name. Any failure of the
+    file (a syntax error, an exception at import) is one line naming it; a file named like a module of Python's
+    standard library, or one already imported, is refused (it would replace that module)."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--import", action="append", default=[], dest="imports")
     for name in pre.parse_known_args(argv)[0].imports:
         path = Path(name)
         try:
             if path.suffix == ".py":
-                if not path.is_file():
-                    raise LtkdError(f"--import {name}: no such file")
-                spec = importlib.util.spec_from_file_location(path.stem, path)
-                module = importlib.util.module_from_spec(spec)
-                sys.modules[path.stem] = module
-                spec.loader.exec_module(module)
+                _import_file(name, path)
             else:
                 importlib.import_module(name)
+        except LtkdError:
+            raise
         except ImportError as e:
-            raise LtkdError(f"--import {name}: {e}") from e
+            raise LtkdError(f"--import {name}: {first_line(e)}") from e
+        except SyntaxError as e:
+            raise LtkdError(f"--import {name}: SyntaxError: {e.msg} ({e.filename}, line {e.lineno})") from e
+        except Exception as e:  # an ImportError, or whatever the file raised while it ran
+            raise LtkdError(f"--import {name}: {type(e).__name__} while importing it: {first_line(e)}") from e
+
+
+def _import_file(name: str, path: Path) -> None:
+    if not path.is_file():
+        raise LtkdError(f"--import {name}: no such file")
+    held = sys.modules.get(path.stem)
+    other = held is not None and Path(getattr(held, "__file__", None) or "").resolve() != path.resolve()
+    if path.stem in sys.stdlib_module_names or other:
+        raise LtkdError(f"--import {name}: {path.stem!r} is the name of a module Python already has (standard "
+                        "library or imported), which this file would replace; rename the file")  # fmt: skip
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[path.stem]
+        raise
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        import_methods(sys.argv[1:] if argv is None else argv)
-        parser = build_parser()
-        try:
-            args = parser.parse_args(argv)
-        except SystemExit as e:  # argparse: --help (0) or a usage error (2), already printed
-            return int(e.code or 0)
-        if not getattr(args, "func", None):
-            parser.print_help()
-            return 2
-        return args.func(args)
+        return _main(argv)
     except LtkdError as e:
         print(f"ltkd: error: {one_line(e)}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `ltkd train --json | head`: the reader has gone; the run's files are written
+        _quiet_stdout()
+        return 0
+    except OSError as e:  # the machine's, not the input's: a full disk, a folder made unwritable meanwhile
+        where = f": {e.filename}" if getattr(e, "filename", None) else ""
+        print(f"ltkd: error: {e.strerror or one_line(e) or type(e).__name__}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ltkd: interrupted (checkpoints in OUT/checkpoints resume the run)", file=sys.stderr)
         return 130
+
+
+def _main(argv: list[str] | None) -> int:
+    import_methods(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse: --help (0) or a usage error (2), already printed
+        return int(e.code or 0)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    from .progress import progress_mode
+
+    progress_mode()  # a bad LTKD_PROGRESS is an error before anything is read or trained
+    return args.func(args)
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that Python's flush at exit does not report the closed pipe again."""
+    import os
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,13 +6,13 @@ whole method in one line, and :func:`run_stages` when they already hold a stage-
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
 import numbers
 import os
 import platform
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -20,61 +20,30 @@ from typing import Any
 import torch
 from torch import nn
 
-from .checkpoint import claim_checkpoints, load_model_state, module_digest, remove_checkpoints, save_model, write_json
+from .checkpoint import (
+    claim_checkpoints,
+    data_digest,
+    load_model_state,
+    module_digest,
+    remove_checkpoints,
+    save_model,
+    write_json,
+)
+from .checks import check_arguments, check_seed
 from .data import ImageData, check_splits, imbalance_of, load, training_split
 from .device import get_device
 from .distributed import is_main
 from .errors import LtkdError, first_line
-from .methods import METHODS, Context, Recipe, check_options, get_method, stage_config, stage_head
-from .methods.distill import load_teacher, training_error
+from .methods import METHODS, Context, Recipe, check_options, get_method, stage_config, stage_head, unread_options
+from .methods.distill import check_teacher_data, load_teacher, refuse_teacher_inside, training_error
 from .metrics import accuracy_report, count_flops, count_params
 from .models import MODELS, build_model, set_head
+from .outfolder import check_output_folder, locked, refuse_finished_run
 from .profiles import Profile, get_profile
 from .train import fit, predict
 
 __all__ = ["run", "run_stages", "distill", "train_teacher", "prepare_data", "evaluate", "best_evaluated",
-           "environment", "check_output_folder", "check_seed", "checkpoint_names"]
-
-
-SEED_MAX = 2**63 - 1  # torch takes seeds < 2**64; a stage adds 1000 per stage index, a DDP rank 7919 per rank
-
-
-def check_seed(seed: object) -> int:
-    """``seed`` if it is a whole number in 0..2**63 − 1 (what every generator ltkd seeds accepts), else
-    :class:`LtkdError`."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
-        raise LtkdError(f"seed must be a whole number from 0 to 2**63 - 1, got {seed!r}")
-    return seed
-
-
-def check_output_folder(out: str | os.PathLike) -> Path:
-    """The output folder, checked before anything is trained or written: a non-empty path that is a folder or can
-    be made as one (nothing on its way is a file) and that can be written in; ``metrics.json``, ``model.pt`` and
-    ``checkpoints`` inside it, where they exist, are what their names say. Creates nothing (a probe file in the
-    nearest existing folder is made and removed at once)."""
-    text = os.fspath(out)
-    if not str(text).strip():
-        raise LtkdError("the output folder is an empty path; give a folder (--out FOLDER)")
-    p = Path(text).expanduser()
-    if p.exists() and not p.is_dir():
-        raise LtkdError(f"output folder {p} is a file, not a folder")
-    q = p
-    while not q.exists():
-        if q.is_symlink():
-            raise LtkdError(f"output folder {p}: {q} is a dangling symbolic link")
-        q = q.parent
-    if not q.is_dir():
-        raise LtkdError(f"output folder {p} cannot be made: {q} is a file, not a folder")
-    try:
-        with tempfile.TemporaryFile(dir=q, prefix=".ltkd-probe-"):
-            pass
-    except OSError as e:
-        raise LtkdError(f"output folder {p} is not writable ({q}: {first_line(e)})") from e
-    for name, want_dir in (("metrics.json", False), ("model.pt", False), ("checkpoints", True)):
-        f = p / name
-        if f.exists() and f.is_dir() != want_dir:
-            raise LtkdError(f"output folder {p}: {f} is a {'file' if want_dir else 'folder'}; move it away")
-    return p
+           "environment", "check_output_folder", "check_seed", "check_arguments", "checkpoint_names"]
 
 
 def checkpoint_names(recipe: Recipe) -> list[str]:
@@ -136,6 +105,7 @@ def run_stages(
     if checkpoint_dir:
         claim_checkpoints(checkpoint_dir, checkpoint_names(recipe), recipe.name)
     ctx = Context(train=train, profile=profile, device=dev, seed=seed, options=options)
+    _refuse_unread(recipe, ctx, skip)
     logs: list[dict] = []
     for i, stage in enumerate(recipe.stages):
         if i < skip:
@@ -151,15 +121,25 @@ def run_stages(
         hook = _test_hook(model, test, train.counts, dev, eval_every, cfg.epochs) if eval_every else None
         hist = fit(model, objective, train, cfg, sampler=sampler, trainable=stage.trainable, bn=bn,
                    device=dev, seed=seed + 1000 * i, progress=progress, desc=f"{recipe.name}:{stage.name}",
-                   checkpoint=ck, on_epoch_end=hook, identity=_identity(ctx.options),
+                   checkpoint=ck, on_epoch_end=hook, identity=_identity(ctx.options, eval_every),
                    resume_unfingerprinted=resume_unfingerprinted)  # fmt: skip
         logs += [{"stage": stage.name, **row} for row in hist]
     return logs
 
 
-def _identity(options: dict) -> dict:
+def _refuse_unread(recipe: Recipe, ctx: Context, skip: int = 0) -> None:
+    """An option given that no stage of ``recipe`` reads (:func:`ltkd.methods.unread_options`) is an error."""
+    unread = unread_options(recipe, ctx, skip)
+    if unread:
+        raise LtkdError(f"{recipe.name} does not read the option{'s' if len(unread) > 1 else ''} {', '.join(unread)} "
+                        "(it would be recorded but change nothing); drop it, or choose the method that reads it "
+                        "(`ltkd methods`)")  # fmt: skip
+
+
+def _identity(options: dict, eval_every: int = 0) -> dict:
     """The method options that identify a run in its checkpoints' fingerprint: simple values as they are, a model
-    (a distillation teacher) by the digest of its weights — a student is never resumed under another teacher."""
+    (a distillation teacher) by the digest of its weights — a student is never resumed under another teacher —
+    and ``eval_every`` where it is on: a run resumed with it added or changed would report a partial curve."""
     simple = (bool, int, float, str)
     out: dict[str, Any] = {}
     for k, v in sorted(options.items()):
@@ -167,7 +147,7 @@ def _identity(options: dict) -> dict:
             out[k] = v
         elif isinstance(v, nn.Module):
             out[k] = module_digest(v)
-    return {"options": out}
+    return {"options": out, **({"eval_every": eval_every} if eval_every else {})}
 
 
 def _test_hook(model: nn.Module, test: ImageData, train_counts, device, every: int, epochs: int):
@@ -255,6 +235,7 @@ def run(
     extra: dict[str, Any] | None = None,
     resume_unfingerprinted: bool = False,
     image_size: int | None = None,
+    overwrite: bool = False,
 ) -> tuple[dict, nn.Module]:
     """Train ``method`` on ``dataset``-LT (``imbalance``: 100 for a named set and a PATH's every image unless
     given; the metrics record the IF the kept counts have; ``image_size``: a PATH's images resized to N×N) and
@@ -265,12 +246,28 @@ def run(
     per-epoch log, and adds ``best_evaluated`` (see :func:`run_stages`); the headline numbers stay the last epoch's.
     ``extra``: more entries for the metrics (:func:`distill`'s ``teacher``).
     The run owns (and deletes) only the checkpoints its recipe names (:func:`checkpoint_names`); see :func:`fit`.
+    An ``out`` holding another finished run (``model.pt``, ``metrics.json``) is refused unless ``overwrite``; it is
+    locked while the run lasts (:func:`ltkd.outfolder.locked`: a second run into it fails at once).
     """
     t0 = time.perf_counter()
     recipe = get_method(method)
     if model is not None and model not in MODELS:
         raise LtkdError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
-    options, outdir = _check_run(recipe, seed, options, out)  # before any data are read or trained on
+    check_arguments(epochs=epochs, imbalance=imbalance, eval_every=eval_every, device=device,
+                    stage1_state=stage1_state, overwrite=overwrite)  # fmt: skip
+    options, outdir = _check_run(recipe, seed, options, out, overwrite)  # before any data are read or trained on
+    device = get_device(device)  # (a device that is not here: before OUT is made)
+    with locked(outdir) if outdir and is_main() else contextlib.nullcontext():
+        return _run(recipe, dataset, imbalance, model, epochs, seed, profile, outdir, device, options, progress,
+                    lt_profile, data, stage1_state, eval_every, extra, resume_unfingerprinted, t0,
+                    image_size)  # fmt: skip
+
+
+def _run(recipe: Recipe, dataset, imbalance, model, epochs, seed, profile, outdir, device, options, progress,
+         lt_profile, data, stage1_state, eval_every, extra, resume_unfingerprinted, t0,
+         image_size=None) -> tuple[dict, nn.Module]:  # fmt: skip
+    """:func:`run` after its checks, with its output folder locked."""
+    method = recipe.name
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
     train, test = _check_splits(*(data or prepare_data(dataset, imbalance, lt_profile, image_size=image_size)))
     prof = prof.for_dataset(train.name).with_epochs(epochs) if epochs is not None else prof.for_dataset(train.name)
@@ -279,9 +276,11 @@ def run(
     torch.manual_seed(seed)
     net = build_model(model_name, train.num_classes, train.in_channels, head=recipe.head)
     if stage1_state is not None:
-        net.load_state_dict(stage1_state)
+        try:
+            net.load_state_dict(stage1_state)
+        except RuntimeError as e:
+            raise LtkdError(f"stage1_state does not fit {model_name}: {first_line(e)}") from e
     skip = 0 if stage1_state is None else 1
-    _make_folder(outdir)
     logs = run_stages(recipe, net, train, prof, seed=seed, device=dev, options=options, skip=skip,
                       progress=progress, checkpoint_dir=outdir / "checkpoints" if outdir else None,
                       test=test, eval_every=eval_every, resume_unfingerprinted=resume_unfingerprinted)  # fmt: skip
@@ -291,6 +290,7 @@ def run(
         **report,
         "train_counts": [int(c) for c in train.counts],
         "dataset": train.name,
+        "data_digest": data_digest(train),  # every pixel and label: a teacher is reused or loaded only on these data
         "imbalance": imbalance_of(train.counts),  # what the counts have, not what was asked
         "lt_profile": train.meta.get("lt_profile", lt_profile),
         "method": method,
@@ -318,13 +318,17 @@ def run(
     return metrics, net
 
 
-def _check_run(recipe: Recipe, seed: int, options: dict | None, out) -> tuple[dict, Path | None]:
-    """:func:`run`'s arguments checked before any data are read: the seed, the options, the output folder (and that
-    its checkpoints folder holds nothing but this recipe's checkpoints). Returns (options, output folder)."""
+def _check_run(recipe: Recipe, seed: int, options: dict | None, out, overwrite: bool) -> tuple[dict, Path | None]:
+    """:func:`run`'s arguments checked before any data are read: the seed, the options, the output folder (no
+    other finished run in it unless ``overwrite``, and its checkpoints folder holding nothing but this recipe's
+    checkpoints). Returns (options, output folder)."""
     check_seed(seed)
+    if options is not None and not isinstance(options, dict):
+        raise LtkdError(f"options must be a dict of option names to values, got {type(options).__name__} {options!r}")
     options = check_options(options, recipe.options)
     outdir = check_output_folder(out) if out is not None else None
     if outdir:
+        refuse_finished_run(outdir, overwrite)
         claim_checkpoints(outdir / "checkpoints", checkpoint_names(recipe), recipe.name)
     return options, outdir
 
@@ -337,20 +341,13 @@ def _check_splits(train: ImageData, test: ImageData) -> tuple[ImageData, ImageDa
     return check_splits(train, test)
 
 
-def _make_folder(outdir: Path | None) -> None:
-    if outdir:
-        try:
-            outdir.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise LtkdError(f"cannot make output folder {outdir} ({first_line(e)})") from e
-
-
 def _write_run(outdir: Path, net: nn.Module, metrics: dict, train: ImageData, owned: list[str]) -> None:
     """``model.pt`` (with what rebuilds it) and ``metrics.json``; the finished run's checkpoints (``owned``) go,
     and no other file."""
     save_model(net, outdir / "model.pt", arch=metrics["model"], num_classes=train.num_classes,
                in_channels=train.in_channels, head=type(net.head).__name__, method=metrics["method"],
-               dataset=train.name, image_size=[int(v) for v in train.images.shape[2:]])  # fmt: skip
+               dataset=train.name, image_size=[int(v) for v in train.images.shape[2:]],
+               data_digest=metrics["data_digest"])  # fmt: skip
     write_json(outdir / "metrics.json", metrics)
     remove_checkpoints(outdir / "checkpoints", owned)  # this run's; never another's
 
@@ -364,12 +361,12 @@ def clone_state(model: nn.Module) -> dict:
 # Distillation: a teacher (loaded, trained here, or reused), then a student under a teacher recipe
 # --------------------------------------------------------------------------------------
 def train_teacher(model: str, data, profile=None, epochs: int | None = None, seed: int = 0, method: str = "ce",
-                  device=None, out=None, progress: bool | str | None = None,
-                  resume_unfingerprinted: bool = False) -> tuple[nn.Module, dict]:  # fmt: skip
+                  device=None, out=None, progress: bool | str | None = None, resume_unfingerprinted: bool = False,
+                  overwrite: bool = False) -> tuple[nn.Module, dict]:  # fmt: skip
     """Train a teacher with ``method`` (default CE) on ``data`` = (train, test); return (model, metrics)."""
     metrics, net = run(method=method, dataset=data[0].name, imbalance=data[0].meta.get("imbalance", 1), model=model,
                        epochs=epochs, seed=seed, profile=profile, out=out, device=device, data=data,
-                       progress=progress, resume_unfingerprinted=resume_unfingerprinted)  # fmt: skip
+                       progress=progress, resume_unfingerprinted=resume_unfingerprinted, overwrite=overwrite)  # fmt: skip
     return net.eval(), metrics
 
 
@@ -396,6 +393,7 @@ def distill(
     progress: bool | str | None = None,
     resume_unfingerprinted: bool = False,
     image_size: int | None = None,
+    overwrite: bool = False,
 ) -> tuple[dict, nn.Module]:
     """``ltkd distill``: a teacher, then a student trained under the teacher recipe ``method``; ``(metrics, student)``.
 
@@ -403,48 +401,59 @@ def distill(
     an earlier call finished there with the same settings is reused) for ``teacher_epochs`` (default: the profile's
     ``teacher_epoch_factor`` × its stage-1 epochs where it has one — quick: 2.5, i.e. 15 on Fashion-MNIST — else
     the profile's epochs). ``imbalance``: as :func:`run`'s, but a named set's default is 1 (balanced). ``student``: a model name (default: the
-    profile's ``extra["student"]``, else ``cnn6x0.5``). ``out/metrics.json`` gets the teacher's report too."""
+    profile's ``extra["student"]``, else ``cnn6x0.5``). ``out/metrics.json`` gets the teacher's report too.
+    A teacher file must have been trained on these data (its recorded data set and data digest), and lie outside
+    ``out``; ``out`` is refused if it holds another finished run, unless ``overwrite`` (:func:`run`)."""
     if method not in teacher_methods():
         raise LtkdError(f"unknown distillation method {method!r}; choose one of {', '.join(teacher_methods())}")
+    if not isinstance(teacher, (str, os.PathLike)):
+        raise LtkdError(f"teacher must be a model name or the path of a model file, got {type(teacher).__name__} "
+                        f"{teacher!r}")  # fmt: skip
+    check_arguments(epochs=epochs, imbalance=imbalance, eval_every=eval_every, device=device, overwrite=overwrite,
+                    teacher_epochs=teacher_epochs)  # fmt: skip
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
     student = student or prof.extra.get("student", "cnn6x0.5")
     if student not in MODELS:
         raise LtkdError(f"unknown student model {student!r}; choose one of {', '.join(MODELS)}")
-    options = check_options(options, get_method(method).options)  # checked before any training
-    check_seed(seed)
-    outdir = check_output_folder(out)
-    claim_checkpoints(outdir / "checkpoints", checkpoint_names(get_method(method)), method)  # before a teacher trains
-    t0 = time.perf_counter()
+    options, outdir = _check_run(get_method(method), seed, options, out, overwrite)  # before a teacher trains
+    refuse_teacher_inside(teacher, outdir)
     dev = get_device(device)
-    train, test = prepare_data(dataset, imbalance, lt_profile, image_size=image_size, default_imbalance=1.0)
-    if teacher_epochs is None:  # quick: a teacher trained to convergence (Profile.teacher_epochs)
-        teacher_epochs = prof.teacher_epochs(train.name)
-    net, arch, source = _teacher_for(teacher, (train, test), prof, teacher_epochs, seed, dev, outdir / "teacher",
-                                     resume_unfingerprinted)  # fmt: skip
-    report = {"model": arch, "epochs": teacher_epochs if not Path(teacher).is_file() else None,
-              **_teacher_report(net, train, test, dev, source, time.perf_counter() - t0)}  # fmt: skip
-    return run(method=method, dataset=dataset, imbalance=imbalance, model=student, epochs=epochs, seed=seed,
-               profile=prof, out=out, device=device, options={"teacher": net, **options}, lt_profile=lt_profile,
-               data=(train, test), eval_every=eval_every, progress=progress, extra={"teacher": report},
-               resume_unfingerprinted=resume_unfingerprinted)  # fmt: skip
+    with locked(outdir) if is_main() else contextlib.nullcontext():
+        t0 = time.perf_counter()
+        train, test = prepare_data(dataset, imbalance, lt_profile, image_size=image_size, default_imbalance=1.0)
+        with torch.random.fork_rng(devices=[]):  # the options checked before a teacher trains, with a stand-in
+            stand_in = build_model(student, train.num_classes, train.in_channels)
+        _refuse_unread(get_method(method), Context(train=train, profile=prof.for_dataset(train.name), device=dev,
+                                                   seed=seed, options={"teacher": stand_in, **options}))  # fmt: skip
+        if teacher_epochs is None:  # quick: a teacher trained to convergence (Profile.teacher_epochs)
+            teacher_epochs = prof.teacher_epochs(train.name)
+        net, arch, source = _teacher_for(teacher, (train, test), prof, teacher_epochs, seed, dev, outdir / "teacher",
+                                         resume_unfingerprinted, overwrite)  # fmt: skip
+        report = {"model": arch, "epochs": teacher_epochs if not Path(teacher).is_file() else None,
+                  **_teacher_report(net, train, test, dev, source, time.perf_counter() - t0)}  # fmt: skip
+        return run(method=method, dataset=dataset, imbalance=imbalance, model=student, epochs=epochs, seed=seed,
+                   profile=prof, out=out, device=device, options={"teacher": net, **options}, lt_profile=lt_profile,
+                   data=(train, test), eval_every=eval_every, progress=progress, extra={"teacher": report},
+                   resume_unfingerprinted=resume_unfingerprinted, overwrite=overwrite, image_size=image_size)  # fmt: skip
 
 
 def _teacher_for(teacher: str | os.PathLike, data, prof: Profile, epochs: int | None, seed: int, dev, folder: Path,
-                 resume_unfingerprinted: bool = False):  # fmt: skip
+                 resume_unfingerprinted: bool = False, overwrite: bool = False):  # fmt: skip
     """``(model, architecture, where it came from)`` for :func:`distill`'s ``teacher``."""
     train, test = data
     if Path(teacher).is_file():
+        check_teacher_data(load_model_state(teacher), str(teacher), train)
         net = load_teacher(teacher, train.num_classes, train.in_channels, dev, train.images.shape[2:])
         return net, load_model_state(teacher).get("arch"), f"checkpoint {teacher}"
     if str(teacher) not in MODELS:
         raise LtkdError(f"--teacher {str(teacher)!r} is neither a checkpoint file nor a model name "
                         f"({', '.join(MODELS)})")  # fmt: skip
-    net = _finished_teacher(folder, str(teacher), train, prof, epochs, seed, dev)
+    net = _finished_teacher(folder, str(teacher), train, prof, epochs, seed, dev, overwrite)
     if net is not None:
         return net, str(teacher), (f"trained here by an earlier run of this command: ce, {teacher}, profile "
                                    f"{prof.name}, seed {seed} ({folder}/model.pt, reused)")  # fmt: skip
     net, _ = train_teacher(str(teacher), data, prof, epochs, seed, device=dev, out=folder,
-                           resume_unfingerprinted=resume_unfingerprinted)  # fmt: skip
+                           resume_unfingerprinted=resume_unfingerprinted, overwrite=overwrite)  # fmt: skip
     return net, str(teacher), f"trained here: ce, {teacher}, profile {prof.name}, seed {seed} ({folder})"
 
 
@@ -459,22 +468,33 @@ def _teacher_report(teacher: nn.Module, train, test, dev, source: str, seconds: 
     }
 
 
-def _finished_teacher(folder: Path, model: str, train, profile, epochs: int | None, seed: int, device):
+def _finished_teacher(folder: Path, model: str, train, profile, epochs: int | None, seed: int, device,
+                      overwrite: bool = False):  # fmt: skip
     """The teacher an earlier ``ltkd distill --teacher MODEL --out OUT`` finished in ``OUT/teacher``, if it was
-    trained exactly as this command would train it (CE, model, data, profile, epochs, seed); else ``None``.
-    A distillation interrupted while the student trained thus resumes the student under the same teacher
-    instead of training the teacher again (on a GPU a second training would not even give the same weights)."""
+    trained exactly as this command would train it (CE, model, data set and data digest, profile, epochs, seed);
+    ``None`` if there is none. One trained otherwise is an :class:`LtkdError` naming what differs, unless
+    ``overwrite`` (then ``None``: it is trained again). A distillation interrupted while the student trained thus
+    resumes the student under the same teacher instead of training the teacher again (on a GPU a second training
+    would not even give the same weights)."""
     mfile, pt = folder / "metrics.json", folder / "model.pt"
-    if not (mfile.is_file() and pt.is_file()):
+    if not (mfile.is_file() or pt.is_file()):
         return None
     try:
         m = json.loads(mfile.read_text())
+        m = m if isinstance(m, dict) else {}
     except (OSError, ValueError):
-        return None
+        m = {}
     prof = profile.for_dataset(train.name)
     prof = prof.with_epochs(epochs) if epochs is not None else prof
-    want = {"method": "ce", "model": model, "dataset": train.name, "seed": seed, "profile": prof.name,
-            "train_counts": [int(c) for c in train.counts], "epochs": prof.stage1.epochs}  # fmt: skip
-    if any(m.get(k) != v for k, v in want.items()):
+    want = {"method": "ce", "model": model, "dataset": train.name, "data_digest": data_digest(train), "seed": seed,
+            "profile": prof.name, "train_counts": [int(c) for c in train.counts], "epochs": prof.stage1.epochs}  # fmt: skip
+    differs = [] if m else ["its metrics.json is missing or unreadable"]
+    differs += [] if not m else [f"{k} {m.get(k)!r} there, {v!r} now" for k, v in want.items() if m.get(k) != v and k != "train_counts"]
+    differs += ["its model.pt is missing"] if not pt.is_file() else []
+    differs += ["class counts"] if m.get("train_counts") != want["train_counts"] and m else []
+    if not differs:
+        return load_teacher(pt, train.num_classes, train.in_channels, device, train.images.shape[2:])
+    if overwrite:
         return None
-    return load_teacher(pt, train.num_classes, train.in_channels, device, train.images.shape[2:])
+    raise LtkdError(f"{folder} holds a teacher trained otherwise than this command trains it ({'; '.join(differs)}); "
+                    "pass --overwrite to train it again, or give another --out")  # fmt: skip

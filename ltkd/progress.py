@@ -15,16 +15,22 @@ def progress_mode(progress: bool | str | None = None) -> str | None:
     """How training reports its epochs: ``"bar"`` (tqdm), ``"log"`` or ``None`` (quiet).
 
     ``progress``: ``True``/``False``, ``"log"``, or ``None`` for ``$LTKD_PROGRESS`` (``0`` quiet,
-    ``1`` bars, ``log`` one line per epoch: for log files of long runs, where a bar is noise),
+    ``1`` bars, ``log`` one line per epoch: for log files of long runs, where a bar is noise; any other value
+    is an error),
     else bars in a terminal or a notebook and quiet under CI or when piped.
     """
     if progress is None:
         env = os.environ.get("LTKD_PROGRESS")
         if env is not None:
             env = env.strip().lower()
-            if env == "log":
-                return "log"
-            return None if env in ("0", "false", "no", "off", "") else "bar"
+            if env in ("log", "bar"):
+                return env
+            if env in ("0", "false", "no", "off", "none", ""):
+                return None
+            if env in ("1", "true", "yes", "on"):
+                return "bar"
+            raise LtkdError(f"LTKD_PROGRESS={os.environ['LTKD_PROGRESS']!r} is not one of 0, 1, log, bar (also "
+                            "false / true, no / yes, off / on, none)")  # fmt: skip
         if os.environ.get("CI"):
             return None
         if "ipykernel" in sys.modules:

@@ -137,8 +137,9 @@ def _loader(data: ImageData, batch_size: int, sampler: ClassSampler | str | None
 def _place(model: nn.Module, objective: Objective, dev: torch.device, channels_last: bool) -> None:
     model.to(dev)
     objective.to(dev)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
+    if channels_last:  # the objective's networks too (a teacher): its weights' layout picks the convolution
+        model.to(memory_format=torch.channels_last)  # kernels, so a teacher fresh from training (channels-last)
+        objective.to(memory_format=torch.channels_last)  # and one read from its file must meet the same layout
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
 
@@ -209,6 +210,22 @@ def _train_mode(step: nn.Module, model: nn.Module, trainable: str, bn: str) -> N
                 m.eval()
 
 
+def _checked(out, step: nn.Module) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """An objective's ``(logits, {name: loss})``, each loss one number; anything else is an :class:`LtkdError`
+    naming the objective (a per-sample loss, a tuple of losses), not a traceback from ``backward``."""
+    objective = getattr(step, "module", step).objective
+    name = getattr(objective, "name", None) or type(objective).__name__
+    if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], dict)):
+        raise LtkdError(f"{type(objective).__name__}.forward must return (logits, {{name: loss}}), got "
+                        f"{type(out).__name__}")  # fmt: skip
+    for k, v in out[1].items():
+        if not isinstance(v, torch.Tensor) or v.numel() != 1:
+            what = f"a tensor of shape {tuple(v.shape)}" if isinstance(v, torch.Tensor) else f"a {type(v).__name__}"
+            raise LtkdError(f"the loss {k!r} of {name} is {what}, not one number: reduce a per-sample loss "
+                            "(.mean()) and give several losses as separate entries of the dict")  # fmt: skip
+    return out
+
+
 def _epoch(step: nn.Module, loader: TensorLoader, opt, sched, dev: torch.device, epoch: int) -> dict:
     """One pass over the loader; the epoch's log row (mean of each loss, their sum, train accuracy, lr)."""
     t0 = time.perf_counter()
@@ -218,7 +235,7 @@ def _epoch(step: nn.Module, loader: TensorLoader, opt, sched, dev: torch.device,
     seen = 0
     for x, y, idx in loader:
         with amp:
-            logits, losses = step(x, y, idx)
+            logits, losses = _checked(step(x, y, idx), step)
             loss = sum(losses.values())
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -15,7 +15,7 @@ PKG = Path(__file__).resolve().parents[1] / "ltkd"
 # lowest first; a module may import its own layer or a lower one, never a higher one
 LAYERS = [
     {"ltkd", "errors", "files"},
-    {"checkpoint", "device", "progress"},
+    {"checkpoint", "checks", "device", "outfolder", "progress"},
     {"data", "models", "profiles", "distributed", "grading"},
     {"metrics", "objective", "train", "viz"},
     {"methods"},

@@ -216,8 +216,9 @@ def test_unreadable_and_rangeless_images(capsys, tmp_path):
 def test_out_untouched_when_it_holds_an_earlier_run(capsys, tmp_path):
     out = tmp_path / "o"
     assert main(["train", "--epochs", "1", "--out", str(out)]) == 0
-    _expect_error(capsys, _train(tmp_path / "missing", out), out, "no such folder or archive")
-    _expect_error(capsys, _train("digits", out, "--device", "meta"), out, "device 'meta'")
+    # --overwrite replaces a finished run only with a finished run: a run that fails leaves it as it was
+    _expect_error(capsys, _train(tmp_path / "missing", out, "--overwrite"), out, "no such folder or archive")
+    _expect_error(capsys, _train("digits", out, "--device", "meta", "--overwrite"), out, "device 'meta'")
 
 
 # --------------------------------------------------------------------------------------
@@ -388,11 +389,12 @@ def test_bad_file_in_a_checkpoints_place(capsys, tmp_path, what):
         old = torch.load(tmp_path / "other" / "checkpoints" / "stage1.ckpt", weights_only=True)
         del old["fingerprint"], old["digest"]  # as an older ltkd wrote it
         torch.save(old, ck)
-    line = _expect_error(capsys, ["train", "--epochs", "2", "--seed", "7", "--out", str(out)], out, needle)
+    line = _expect_error(capsys, ["train", "--epochs", "2", "--seed", "7", "--out", str(out), "--overwrite"], out, needle)
     assert str(ck) in line
     if what == "no fingerprint":  # the user vouches for it: resumed, and says so in its metrics
         capsys.readouterr()
-        assert main(["train", "--epochs", "2", "--out", str(out), "--resume-unfingerprinted", "--json"]) == 0
+        assert main(["train", "--epochs", "2", "--out", str(out), "--resume-unfingerprinted", "--json",
+                     "--overwrite"]) == 0  # fmt: skip
         import json
 
         m = json.loads((out / "metrics.json").read_text())

@@ -108,11 +108,18 @@ def test_cli_datasets_lists_sources():
 
 
 def test_cli_set_passes_method_options_to_the_run(tmp_path):
-    r = _run("train", "--method", "la", "--epochs", "1", "--set", "la_tau=2", "--set", "gcl_sampler=class-balanced",
+    r = _run("train", "--method", "gcl", "--epochs", "1", "--set", "gcl_eps=0.2", "--set", "gcl_sampler=class-balanced",
              "--out", str(tmp_path))  # fmt: skip
     assert r.returncode == 0, r.stderr
     m = json.loads((tmp_path / "metrics.json").read_text())
-    assert m["options"] == {"la_tau": 2.0, "gcl_sampler": "class-balanced"}
+    assert m["options"] == {"gcl_eps": 0.2, "gcl_sampler": "class-balanced"}
+    # an option the method does not read is an error, not recorded in metrics.json as if it had done something
+    r = _run("train", "--method", "la", "--epochs", "1", "--set", "la_tau=2", "--set", "gcl_sampler=class-balanced",
+             "--out", str(tmp_path / "la"))  # fmt: skip
+    assert r.returncode == 2 and r.stderr.strip() == ("ltkd: error: la does not read the option gcl_sampler (it would "
+                                                      "be recorded but change nothing); drop it, or choose the method "
+                                                      "that reads it (`ltkd methods`)"), r.stderr
+    assert not (tmp_path / "la").exists()
 
 
 def test_every_option_a_method_reads_is_documented_and_every_documented_one_is_read():

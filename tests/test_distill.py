@@ -232,11 +232,12 @@ def test_cli_distill_reuses_the_teacher_it_finished(tmp_path, capsys):
     stamp, first = t_file.stat().st_mtime_ns, json.loads((out / "metrics.json").read_text())["teacher"]
     assert first["source"].startswith("trained here:")
     capsys.readouterr()
-    assert main(args) == 0  # e.g. after an interruption while the student trained
+    assert main(args) == 2  # a finished run is not replaced unasked
+    assert main([*args, "--overwrite"]) == 0  # asked: the student again, under the teacher it finished
     second = json.loads((out / "metrics.json").read_text())["teacher"]
     assert "reused" in second["source"] and t_file.stat().st_mtime_ns == stamp
     assert second["overall"] == first["overall"] and second["train_error"] == first["train_error"]
-    assert main([*args[:-4], "--teacher-epochs", "2", "--out", str(out)]) == 0  # another teacher: trained again
+    assert main([*args[:-4], "--teacher-epochs", "2", "--out", str(out), "--overwrite"]) == 0  # another teacher
     third = json.loads((out / "metrics.json").read_text())["teacher"]
     assert third["source"].startswith("trained here:") and t_file.stat().st_mtime_ns != stamp
 

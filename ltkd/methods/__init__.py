@@ -31,7 +31,7 @@ from ..errors import LtkdError
 from ..profiles import Profile
 
 __all__ = ["Context", "Stage", "Recipe", "METHODS", "Option", "OPTIONS", "option", "register", "get_method",
-           "parse_option", "check_option", "check_options", "stage_config", "stage_head"]
+           "parse_option", "check_option", "check_options", "stage_config", "stage_head", "unread_options"]
 
 
 @dataclass
@@ -44,6 +44,7 @@ class Context:
     device: torch.device
     seed: int = 0
     options: dict[str, Any] = field(default_factory=dict)
+    read: set[str] = field(default_factory=set)  # the option keys asked for (:func:`unread_options`)
 
     @property
     def counts(self) -> np.ndarray:
@@ -56,6 +57,7 @@ class Context:
         spec = OPTIONS.get(key)
         if spec is None:
             raise LtkdError(f"option {key!r} is read but not declared (declare it with ltkd.methods.option)")
+        self.read.add(key)
         v = self.options.get(key)
         if v is None:
             v = getattr(self.profile, spec.config).option_defaults.get(key)
@@ -230,6 +232,27 @@ def check_options(options: dict[str, Any] | None, own: tuple[str, ...] = ()) -> 
         if k in OPTIONS and v is not None:
             out[k] = OPTIONS[k].check(v)
     return out
+
+
+def unread_options(recipe: Recipe, ctx: Context, skip: int = 0) -> list[str]:
+    """The options given in ``ctx`` that no stage of ``recipe`` (from index ``skip``) reads: each stage's config,
+    head, sampler, objective and BatchNorm mode are built once on a copy of ``ctx`` that records what they ask for
+    (:meth:`Context.option`), with every random stream restored after, and dropped. A recipe's own keys
+    (``Recipe.options``) and ``teacher`` are not asked about."""
+    given = [k for k in ctx.options if k != "teacher" and k not in recipe.options]
+    if not given:
+        return []
+    probe = Context(train=ctx.train, profile=ctx.profile, device=ctx.device, seed=ctx.seed, options=ctx.options)
+    np_state = np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        for stage in recipe.stages[skip:]:
+            stage_config(ctx.profile, stage, probe)
+            stage_head(stage, probe)
+            for part in (stage.sampler, stage.objective, stage.bn):
+                if callable(part):
+                    part(probe)
+    np.random.set_state(np_state)
+    return sorted(set(given) - probe.read)
 
 
 def get_method(name: str) -> Recipe:

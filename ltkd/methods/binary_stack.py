@@ -373,19 +373,32 @@ def export(model: BinaryNet, path: str | os.PathLike) -> dict:
         "rest": np.concatenate(rest) if rest else np.zeros(0, np.float32),
         "header": np.frombuffer(json.dumps(header, separators=(",", ":")).encode(), dtype=np.uint8),
     }
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
+    p = _export_path(path)
     _write_atomic(p, arrays)
     return {"file_bytes": p.stat().st_size, "binary_bytes": int(arrays["filters"].nbytes + arrays["indices"].nbytes),
             "rest_bytes": int(arrays["rest"].nbytes), "header_bytes": int(arrays["header"].nbytes)}  # fmt: skip
 
 
+def _export_path(path: str | os.PathLike) -> Path:
+    """``path`` as the file an export writes: a path (not a folder) whose folder can be made."""
+    if not isinstance(path, (str, os.PathLike)) or not str(os.fspath(path)).strip():
+        raise LtkdError(f"export path must be a file path (str or pathlib.Path), got {path!r}")
+    p = Path(path)
+    if p.is_dir():
+        raise LtkdError(f"export path {p} is a folder; give a file name (e.g. {p / 'model.npz'})")
+    return p
+
+
 def _write_atomic(p: Path, arrays: dict) -> None:
     """One .npz written whole or not at all (:func:`ltkd.checkpoint.atomic_write`): a crash leaves no truncated
-    export."""
+    export; a path that cannot be written is one :class:`LtkdError` naming it."""
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    atomic_write(p, buf.getvalue())
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(p, buf.getvalue())
+    except OSError as e:
+        raise LtkdError(f"cannot write export {p}: {e.strerror or first_line(e)}") from e
 
 
 _EXPORT_DTYPES = {"filters": np.dtype(np.uint8), "indices": np.dtype(np.uint8), "rest": np.dtype(np.float32),
@@ -526,8 +539,7 @@ def export_full_precision(model: nn.Module, path: str | os.PathLike) -> int:
     """Write every tensor of ``model``'s state dict as float32 into one .npz (the full-precision
     counterpart's file in the same container format); returns its size in bytes."""
     arrays = {k.replace(".", "_"): v.detach().cpu().numpy().astype(np.float32) for k, v in model.state_dict().items()}
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
+    p = _export_path(path)
     _write_atomic(p, arrays)
     return p.stat().st_size
 

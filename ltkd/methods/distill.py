@@ -36,19 +36,26 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import load_model_state
+from ..checkpoint import data_digest, load_model_state
 from ..errors import LtkdError, first_line
 from ..models import MODELS, CosineHead, build_model
 from ..objective import Objective
 from ..train import predict
 from . import NONNEGATIVE, POSITIVE, Context, Recipe, Stage, option, register
 
+if TYPE_CHECKING:
+    from ..data import ImageData
+
 __all__ = [
+    "check_teacher_data",
+    "refuse_teacher_inside",
     "soften",
     "kd_loss",
     "dkd_loss",
@@ -324,6 +331,28 @@ def load_teacher(path: str | os.PathLike, num_classes: int | None = None, in_cha
     if device is not None:
         net.to(device)
     return net.eval()
+
+
+def check_teacher_data(record: dict, where: str, train: ImageData) -> None:
+    """A teacher's file or metrics must record the data set and the data digest (:func:`ltkd.checkpoint.data_digest`) of
+    ``train`` where they record them (files from an older ltkd, or saved by hand, record neither)."""
+    name, digest = record.get("dataset"), record.get("data_digest")
+    if name is not None and name != train.name:
+        raise LtkdError(f"teacher {where} was trained on {name!r}, the data are {train.name!r}; train a teacher on "
+                        "these data (--teacher MODEL)")  # fmt: skip
+    if digest is not None and digest != data_digest(train):
+        raise LtkdError(f"teacher {where} was trained on other images of {name} than these (data digest {digest}, "
+                        f"now {data_digest(train)}: another folder, imbalance or split); train a teacher on these "
+                        "data (--teacher MODEL)")  # fmt: skip
+
+
+def refuse_teacher_inside(teacher: str | os.PathLike, outdir: Path) -> None:
+    """A teacher file inside the output folder would be replaced by the student (``--teacher runs/a/model.pt
+    --out runs/a``): refused."""
+    t = Path(teacher).expanduser()
+    if t.is_file() and t.resolve().is_relative_to(outdir.resolve()):
+        raise LtkdError(f"the teacher file {t} lies inside the output folder {outdir}, where the student's files go; "
+                        "give another --out, or copy the teacher elsewhere")  # fmt: skip
 
 
 def training_error(teacher: nn.Module, train, device=None) -> float:
