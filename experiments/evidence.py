@@ -17,9 +17,10 @@ torch, threads, CPU, seconds), with the model's weights beside it (``sSEED.pt``)
 ``--commit`` (the default in a git checkout) each file is committed as it lands, so a stopped run resumes where it
 was, on this machine or another (the weights travel with the repository).
 
-**One code version.** A job records the git tree hash of ``ltkd/`` it ran with; the harness refuses to train from a
-working tree whose ``ltkd/`` differs from the commit (``--allow-dirty`` records ``dirty`` and is for trying the
-harness only). :func:`load_table`, what the chapters read, refuses a table whose rows come from more than one code
+**One code version.** A job records the version of the code it trained with (:func:`code_version`: a digest of
+``ltkd/`` without the modules that cannot change a number — plots, the command line, the assignments' helpers) and
+the git tree hash of the whole ``ltkd/``; the harness refuses to train from a working tree whose training code
+differs from the commit (``--allow-dirty`` records ``dirty`` and is for trying the harness only). :func:`load_table`, what the chapters read, refuses a table whose rows come from more than one code
 version unless asked (``allow_mixed=True``), and then says so in :attr:`TableView.warnings`.
 
 **Convergence** (:func:`convergence`): in every stage a job trains, over its last ``w = max(1, epochs // 6)`` epochs
@@ -323,11 +324,27 @@ def _git(*args: str) -> str:
     return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True).stdout.strip()
 
 
+# modules that cannot change a trained number: plots, the command line's parser, the assignments' helpers
+PRESENTATION = ("ltkd/viz.py", "ltkd/cli.py", "ltkd/grading.py")
+
+
 def code_version() -> str:
-    """The git tree hash of ``ltkd/`` at HEAD, or ``dirty`` when the working tree's ``ltkd/`` differs from it."""
-    if _git("status", "--porcelain", "--", "ltkd"):
+    """The version of the code that trains: a digest of every file of ``ltkd/`` at HEAD but the
+    :data:`PRESENTATION` modules (their blob hashes, by path), or ``dirty`` when one of those files in the working
+    tree differs from HEAD. A change to a plot or to the command line's help leaves it as it was, so the rows keep
+    one version; any other change to ``ltkd/`` makes a new one. Each record also keeps the tree hash of the whole
+    ``ltkd/`` (:func:`ltkd_tree`)."""
+    listing = [line.split(None, 3) for line in _git("ls-tree", "-r", "HEAD", "ltkd").splitlines()]
+    files = sorted((p, h) for _, _, h, p in listing if p not in PRESENTATION and not p.endswith("/"))
+    dirty = [line[3:] for line in _git("status", "--porcelain", "--", "ltkd").splitlines()]
+    if any(d not in PRESENTATION for d in dirty):
         return "dirty"
-    return _git("rev-parse", "HEAD:ltkd")
+    return hashlib.sha1("".join(f"{p} {h}\n" for p, h in files).encode()).hexdigest()
+
+
+def ltkd_tree() -> str:
+    """The git tree hash of ``ltkd/`` at HEAD (``+dirty`` when the working tree's differs)."""
+    return _git("rev-parse", "HEAD:ltkd") + ("+dirty" if _git("status", "--porcelain", "--", "ltkd") else "")
 
 
 def machine() -> dict:
@@ -588,7 +605,7 @@ def train_job(job: str, seed: int, threads: int | None = None) -> dict:
     rec = {"job": job, "seed": seed, "spec": asdict(j), "data": asdict(DATA[j.data]),
            "metrics": {k: metrics[k] for k in (*REPORT_KEYS, "groups", "grouping") if k in metrics},
            "train_counts": metrics["train_counts"], "stage_epochs": metrics["stage_epochs"], "history": hist,
-           "convergence": convergence(hist), "parents": parents, "code_version": version, "machine": machine(),
+           "convergence": convergence(hist), "parents": parents, "code_version": version, "ltkd_tree": ltkd_tree(), "machine": machine(),
            "device": str(dev), "seconds": round(wall, 1), "cpu_seconds": round(cpu, 1),
            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
            "command": f"python experiments/evidence.py --job {job} --seeds {seed}"}  # fmt: skip

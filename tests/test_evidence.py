@@ -116,3 +116,18 @@ def test_the_committed_evidence_is_one_code_version_per_table_and_converged():
             for r in records:
                 assert r["code_version"] != "dirty", (name, label, r["seed"])
                 assert all(c["converged"] for c in r["convergence"].values()), (name, label, r["seed"])
+
+
+def test_code_version_ignores_plots_and_the_command_line_but_not_the_engine(monkeypatch):
+    def fake_git(listing: str, status: str = ""):
+        return lambda *args: listing if args[0] == "ls-tree" else status
+
+    base = "100644 blob aaa\tltkd/train.py\n100644 blob bbb\tltkd/viz.py\n100644 blob ccc\tltkd/cli.py"
+    monkeypatch.setattr(ev, "_git", fake_git(base))
+    v = ev.code_version()
+    monkeypatch.setattr(ev, "_git", fake_git(base.replace("bbb", "BBB").replace("ccc", "CCC"), " M ltkd/viz.py"))
+    assert ev.code_version() == v
+    monkeypatch.setattr(ev, "_git", fake_git(base.replace("aaa", "AAA")))
+    assert ev.code_version() != v
+    monkeypatch.setattr(ev, "_git", fake_git(base, " M ltkd/train.py"))
+    assert ev.code_version() == "dirty"
