@@ -35,9 +35,11 @@ def check_arguments(*, epochs=None, imbalance=1, eval_every=0, device=None, stag
     for name, v in (("epochs", epochs), ("teacher_epochs", teacher_epochs)):
         if v is not None and not (_whole(v) and v > 0):
             raise LtkdError(f"{name} must be a positive whole number (or None: the profile's), got {v!r}")
-    if isinstance(imbalance, (bool, np.bool_)) or not isinstance(imbalance, (int, float, np.number)) \
-            or not math.isfinite(imbalance) or imbalance < 1:  # fmt: skip
-        raise LtkdError(f"imbalance must be a finite number ≥ 1 (n_max / n_min), got {imbalance!r}")
+    if imbalance is not None and (isinstance(imbalance, (bool, np.bool_))
+                                  or not isinstance(imbalance, (int, float, np.number))
+                                  or not math.isfinite(imbalance) or imbalance < 1):  # fmt: skip
+        raise LtkdError(f"imbalance must be a finite number ≥ 1 (n_max / n_min), got {imbalance!r} "
+                        "(None: the data set's default)")  # fmt: skip
     if not (_whole(eval_every) and eval_every >= 0):
         raise LtkdError(f"eval_every must be a whole number ≥ 0 (0 = off), got {eval_every!r}")
     if device is not None and not isinstance(device, (str, torch.device)):
