@@ -483,7 +483,7 @@ def load_table(name: str, allow_mixed: bool = False) -> TableView:
 # training throughput on 2 CPU cores (images per second, stage 1 with 2 threads), measured on this project's
 # machines; a job with finished seeds is estimated from their mean seconds instead
 SPEED = {"cnn6": 2000, "cnn6x0.5": 3500, "evidence-tn-m4": 1000, "evidence-bs-m16k8": 1200}
-TRAIN_IMAGES = {"lt100": 14886, "lt50": 17000, "lt100n500": 1236, "bal200": 2000, "bal400": 4000, "full": 60000}
+TRAIN_IMAGES = {"lt100": 14886, "lt50": 16796, "lt100n500": 1236, "bal200": 2000, "bal400": 4000, "full": 60000}
 
 
 def estimate(job: str) -> float:
