@@ -479,7 +479,8 @@ def load_tests(tests_dir: Path) -> list[dict]:
     for path in sorted(tests_dir.glob("*.py")):
         cases: list[dict] = []
 
-        def test_case(points=None, hidden=False, success_message=None, failure_message=None, name=None):
+        def test_case(points=None, hidden=False, success_message=None, failure_message=None, name=None,
+                      cases=cases):
             def add(fn):
                 cases.append({"function": fn, "points": float(points or 0), "hidden": bool(hidden),
                               "name": name or fn.__name__})
