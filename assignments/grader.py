@@ -157,10 +157,10 @@ def _scan_tree(tree: ast.AST, modules: set[str]) -> list[tuple[int, str]]:
         elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
             targets = [node.target]
         for t in targets:
-            for sub in ast.walk(t):
-                if isinstance(sub, ast.Attribute) and _root(sub) in modules | {"__builtins__"}:
-                    found.append((node.lineno, f"changes {ast.unparse(sub)}"))
-                    break
+            while isinstance(t, ast.Subscript):  # `np.x[0] = ...` changes np.x; `a[np.argmax(b)] = ...` does not
+                t = t.value
+            if isinstance(t, ast.Attribute) and _root(t) in modules | {"__builtins__"}:
+                found.append((node.lineno, f"changes {ast.unparse(t)}"))
         if isinstance(node, ast.Attribute) and node.attr in ("modules", "meta_path", "path_hooks") \
                 and _root(node) == "sys":
             found.append((node.lineno, f"uses sys.{node.attr}"))

@@ -106,7 +106,6 @@ import ltkd.grading
 ltkd.grading.close = lambda *a, **k: True
 ltkd.grading.call = lambda fn, name, *a, **k: 0.0
 builtins.abs = lambda x: 0.0
-builtins.isinstance = lambda *a: True
 torch.allclose = lambda *a, **k: True
 """
 
@@ -198,7 +197,7 @@ def test_tampering_earns_nothing_and_is_flagged(graded):
 def test_tamper_scan_on_its_own():
     cells = ["import sys\nsys.modules['ltkd.grading'] = None", "import importlib\nimportlib.reload(x)",
              "setattr(__import__('ltkd'), 'x', 1)", "import numpy as np\nnp.allclose = None",
-             "def f(x):\n    return x + 1\ny = [1]\ny[0] = 2"]
+             "import torch\ndef f(x):\n    return x + 1\ny = [1]\ny[torch.argmax(torch.ones(1))] = 2"]
     flags = G.tamper_scan(cells)
     assert any(f.startswith("code cell 1") and "sys.modules" in f for f in flags)
     assert any(f.startswith("code cell 2") and "imports importlib" in f for f in flags)
