@@ -157,16 +157,56 @@ def grade(submission: Path, out: Path) -> dict:
     t0 = time.monotonic()
     cmd = [sys.executable, str(HERE / "grader.py"), str(out / "autograder"), str(out / "student"), str(submission)]
     r = subprocess.run(cmd, capture_output=True, text=True)
+    return _result(r.stdout.strip().splitlines()[-1:], time.monotonic() - t0,
+                   (r.stderr.strip().splitlines() or ["no output"])[-1])
+
+
+def _result(lines: list[str], seconds: float, why: str = "no output") -> dict:
+    """The grader's JSON line as {"scores": {question: (score, possible)}, "feedback", "flags", "error", "seconds"}."""
     try:
-        g = json.loads(r.stdout.strip().splitlines()[-1])
+        g = json.loads(lines[-1])
     except (ValueError, IndexError):
-        last = (r.stderr.strip().splitlines() or ["no output"])[-1]
-        g = {"scores": {}, "feedback": {}, "flags": [], "error": f"the grader failed: {last[:200]}"}
+        g = {"scores": {}, "feedback": {}, "flags": [], "error": f"the grader failed: {why[:200]}"}
     if g["error"]:
         g["scores"] = {q: [0.0, p] for q, (_, p) in g["scores"].items()}
     return {"scores": {q: tuple(v) for q, v in g["scores"].items()},
             "feedback": {q: "\n".join(v) for q, v in g["feedback"].items()},
-            "flags": g["flags"], "error": g["error"], "seconds": time.monotonic() - t0}
+            "flags": g["flags"], "error": g["error"], "seconds": seconds}
+
+
+def grade_many(subs: list[Path], out: Path, jobs: int) -> dict[Path, dict]:
+    """Grade ``subs`` with ``jobs`` grader processes, each grading one submission after another (it never runs
+    a submission itself: each gets its own worker); a grader that fails is replaced, its submission scores 0."""
+    todo = list(reversed(subs))
+    graded: dict[Path, dict] = {}
+    cmd = [sys.executable, str(HERE / "grader.py"), str(out / "autograder"), str(out / "student"), "-"]
+
+    def serve() -> None:
+        proc = None
+        while True:
+            try:
+                sub = todo.pop()
+            except IndexError:
+                break
+            if proc is None or proc.poll() is not None:
+                proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=subprocess.DEVNULL, text=True)
+            t0 = time.monotonic()
+            try:
+                proc.stdin.write(f"{sub.resolve()}\n")
+                proc.stdin.flush()
+                line = proc.stdout.readline()
+            except OSError:
+                line = ""
+            graded[sub] = _result([line] if line.strip() else [], time.monotonic() - t0, "its process stopped")
+        if proc is not None:
+            proc.stdin.close()
+            proc.wait()
+
+    with ThreadPoolExecutor(jobs) as pool:
+        for f in [pool.submit(serve) for _ in range(jobs)]:
+            f.result()
+    return {s: graded[s] for s in subs}
 
 
 def grade_folder(name: str, folder: Path, dist: Path = DIST, jobs: int | None = None,
@@ -179,8 +219,7 @@ def grade_folder(name: str, folder: Path, dist: Path = DIST, jobs: int | None = 
         raise SystemExit(f"build.py: {out.name} is not built in {dist}; run `python assignments/build.py {name}` first")
     subs = sorted(p for p in folder.iterdir() if p.suffix in (".ipynb", ".zip"))
     jobs = jobs or os.cpu_count() or 1
-    with ThreadPoolExecutor(jobs) as pool:
-        graded = dict(zip(subs, pool.map(lambda s: grade(s, out), subs)))
+    graded = grade_many(subs, out, jobs)
     possible = next((g["scores"] for g in graded.values() if g["scores"]), None) or _possible(out)
     questions = list(possible)
     rows = []

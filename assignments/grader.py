@@ -21,6 +21,7 @@ reloads): the CSV names the cell. A failing hidden test's feedback is its docstr
 and the kind of failure, never its inputs, its source or its expected value.
 
     python assignments/grader.py AUTOGRADER_DIR STUDENT_DIR SUBMISSION    # one JSON line on stdout
+    python assignments/grader.py AUTOGRADER_DIR STUDENT_DIR -             # a path a line on stdin, as many
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ TEST_SECONDS = float(os.environ.get("LTKD_GRADING_TEST_SECONDS", 10))  # one cal
 NOTEBOOK_SECONDS = float(os.environ.get("LTKD_GRADING_NOTEBOOK_SECONDS", 600))  # the whole notebook
 MEMORY_GB = float(os.environ.get("LTKD_GRADING_MEMORY_GB", 6))  # the worker's data segment
 MAX_REPLY = 64 * 2**20
+TIMEOUTS_PER_FUNCTION = 2  # after that many calls past the limit, a function's further calls fail at once
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -332,6 +334,7 @@ class Worker:
         self.ready: dict | None = None
         self.starts = 0
         self.buffer = b""
+        self.timeouts: dict[str, int] = {}  # function -> calls that ran past the limit
 
     def start(self) -> dict:
         self.starts += 1
@@ -413,12 +416,16 @@ class StudentFunction:
         self.worker, self.name = worker, name
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        stopped = f"ran longer than {TEST_SECONDS:g} s (an endless loop?) and was stopped"
+        if self.worker.timeouts.get(self.name, 0) >= TIMEOUTS_PER_FUNCTION:
+            raise TimeoutError(stopped + f" (as in {TIMEOUTS_PER_FUNCTION} calls before: not run again)")
         try:  # the worker's own limit fires first, so that it answers and goes on
             r = self.worker.call(self.name, args, kwargs, max(TEST_SECONDS - 1, 0.8 * TEST_SECONDS))
         except WorkerDied as e:
             raise RuntimeError(str(e)) from None
         if r.get("timeout"):
-            raise TimeoutError(f"ran longer than {TEST_SECONDS:g} s (an endless loop?) and was stopped")
+            self.worker.timeouts[self.name] = self.worker.timeouts.get(self.name, 0) + 1
+            raise TimeoutError(stopped)
         if "raised" in r:
             raise _student_error(r["raised"], r.get("message", ""))
         if r.get("missing"):
@@ -613,7 +620,16 @@ def main(argv: list[str]) -> int:
         _worker_main()
         return 0
     autograder, student, submission = (Path(a) for a in argv)
-    print(json.dumps(grade_notebook(submission, autograder, student)))
+    if str(submission) != "-":
+        print(json.dumps(grade_notebook(submission, autograder, student)))
+        return 0
+    out, sys.stdout = sys.stdout, sys.stderr  # whatever else prints here cannot mix with the answers
+    for line in sys.stdin:  # one path a line -> one JSON line each: torch and the tests are loaded once
+        try:
+            g = grade_notebook(Path(line.strip()), autograder, student)
+        except Exception as e:  # noqa: BLE001 - a fault of this grader: that submission's row says so
+            g = {"scores": {}, "feedback": {}, "flags": [], "error": f"the grader failed: {type(e).__name__}: {e}"}
+        print(json.dumps(g), file=out, flush=True)
     return 0
 
 
