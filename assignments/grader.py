@@ -171,6 +171,8 @@ def _scan_tree(tree: ast.AST, modules: set[str]) -> list[tuple[int, str]]:
         if isinstance(node, ast.Call):
             f = node.func
             fname = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+            if isinstance(f, ast.Attribute) and _root(f) == "signal":
+                found.append((node.lineno, f"calls {ast.unparse(f)} (the time limits)"))
             if fname in ("setattr", "delattr", "reload", "__import__", "exec", "eval", "compile", "globals",
                          "import_module"):
                 found.append((node.lineno, f"calls {fname}"))

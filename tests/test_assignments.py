@@ -214,19 +214,30 @@ def test_grading_time(graded):
 
 
 def test_a_batch_never_stops(dist, tmp_path):
-    """Invalid JSON, a kernel that dies, a zip without the notebook, a student without a file: each scores 0
-    with a one-line reason; the others are graded and the CSV is written."""
+    """Invalid JSON, a kernel that dies, a notebook past its time limit, a zip without the notebook, a student
+    without a file: each scores 0 with a one-line reason; a cell that exhausts the memory cap fails alone; the
+    others are graded and the CSV is written."""
     name = "a06_stacking_basic_units"
     shutil.copy(dist / name / "autograder" / f"{name}.ipynb", tmp_path / "alice.ipynb")
     (tmp_path / "broken.ipynb").write_text('{"cells": [')
     killer = json.loads((dist / name / "autograder" / f"{name}.ipynb").read_text())
     killer["cells"].insert(3, {"cell_type": "code", "metadata": {}, "outputs": [], "source": "import os\nos._exit(3)"})
     (tmp_path / "carol.ipynb").write_text(json.dumps(killer))
+    hog = json.loads(json.dumps(killer))  # a cell that asks for 20 GB: MemoryError under the worker's cap
+    hog["cells"][3]["source"] = "import numpy as np\nhog = np.ones(20 * 2**30 // 8)"
+    (tmp_path / "frank.ipynb").write_text(json.dumps(hog))
+    stuck = json.loads(json.dumps(killer))  # blocks the cell's time limit: the notebook's limit stops it
+    stuck["cells"][3]["source"] = "import signal\nsignal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})\nwhile True:\n    pass"
+    (tmp_path / "gina.ipynb").write_text(json.dumps(stuck))
     with zipfile.ZipFile(tmp_path / "dave.zip", "w") as z:
         z.writestr("renamed.ipynb", "{}")
-    roster = ["alice", "broken", "carol", "dave", "erin"]
+    roster = ["alice", "broken", "carol", "dave", "erin", "frank", "gina"]
     t0 = time.monotonic()
-    path = A.grade_folder("a06", tmp_path, dist, jobs=2, roster=roster)
+    os.environ["LTKD_GRADING_NOTEBOOK_SECONDS"] = "20"
+    try:
+        path = A.grade_folder("a06", tmp_path, dist, jobs=2, roster=roster)
+    finally:
+        del os.environ["LTKD_GRADING_NOTEBOOK_SECONDS"]
     assert path.name == f"{name}_scores.csv"
     rows = {r["file"]: r for r in csv.DictReader(path.open())}
     assert float(rows["alice.ipynb"]["total"]) == float(rows["alice.ipynb"]["possible"]) == 10
@@ -235,7 +246,10 @@ def test_a_batch_never_stops(dist, tmp_path):
     assert "exited with code 3" in rows["carol.ipynb"]["error"]
     assert "holds no a06_stacking_basic_units.ipynb" in rows["dave.zip"]["error"]
     assert "no submission" in rows["erin"]["error"]
-    for f in ("broken.ipynb", "carol.ipynb", "dave.zip", "erin"):
+    assert float(rows["frank.ipynb"]["total"]) == 10 and not rows["frank.ipynb"]["error"]  # only that cell failed
+    assert "ran past its time limit in code cell 2" in rows["gina.ipynb"]["error"]
+    assert "signal.pthread_sigmask" in rows["gina.ipynb"]["flags"]
+    for f in ("broken.ipynb", "carol.ipynb", "dave.zip", "erin", "gina.ipynb"):
         assert float(rows[f]["total"]) == 0 and "\n" not in rows[f]["error"], rows[f]
     assert "not graded" in (tmp_path / "carol.feedback.txt").read_text()
     print(f"grade_folder, four submissions: {time.monotonic() - t0:.0f} s")
