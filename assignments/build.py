@@ -3,13 +3,16 @@
     python assignments/build.py                     # every assignment: student + autograder folders in assignments/dist/
     python assignments/build.py --check             # ... then grade each solution notebook: full marks or an error
     python assignments/build.py a01 a04             # only these (a name's prefix is enough)
-    python assignments/build.py --grade a01 SUBMISSIONS_DIR   # grade every .ipynb/.zip there -> SUBMISSIONS_DIR/a01_scores.csv
+    python assignments/build.py --grade a01 SUBMISSIONS_DIR --jobs 2
+        # grade every .ipynb/.zip there -> SUBMISSIONS_DIR/a01_long_tailed_data_scores.csv and <student>.feedback.txt
+    python assignments/build.py --files-url URL --package SPEC   # where Colab fetches the files; which ltkd to install
 
 The masters are ``assignments/aNN_*.ipynb`` (otter's master format: ``# BEGIN QUESTION``, ``# BEGIN SOLUTION``,
 ``# BEGIN TESTS`` cells). ``otter assign`` writes, per assignment, ``dist/<name>/student/`` (the notebook to hand out,
 without solutions or hidden tests, plus its public ``tests/`` and the files it reads) and ``dist/<name>/autograder/``
-(the solution notebook and ``<name>-autograder_*.zip``, which ``otter run`` grades with). Files an assignment reads
-(shipped models) are listed in SHIPPED below — the one place their repository paths are written.
+(the solution notebook, the tests, and ``<name>-autograder_*.zip`` for ``otter run`` / Gradescope). ``--grade``
+grades with assignments/grader.py, which never runs a submission in the process that scores it. Files an assignment
+reads (shipped models) are listed in SHIPPED below — the one place their repository paths are written.
 """
 
 from __future__ import annotations
@@ -140,13 +143,6 @@ def student_leaks(student: Path) -> list[str]:
             text = p.read_text()
             bad += [f"{p.relative_to(student)}: {m!r}" for m in SOLUTION_MARKERS if m in text]
     return bad
-
-
-def autograder_zip(out: Path) -> Path:
-    zips = sorted((out / "autograder").glob("*-autograder_*.zip"))
-    if not zips:
-        raise SystemExit(f"build.py: no autograder zip in {out / 'autograder'}; run the build first")
-    return zips[-1]
 
 
 def grade(submission: Path, out: Path) -> dict:
