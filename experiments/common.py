@@ -14,10 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ltkd.checkpoint import atomic_write
+from ltkd.errors import LtkdError
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "experiments" / "results"
@@ -62,3 +65,13 @@ def write_results(path: str | os.PathLike, doc: Any, indent: int = 1, end: str =
 def report(metrics: dict) -> dict:
     """The entries of ``metrics`` (an ``ltkd`` accuracy report or ``metrics.json``) a results file keeps."""
     return {k: metrics[k] for k in REPORT_KEYS}
+
+
+def script_main(main: Callable[[], int], name: str) -> None:
+    """Run a script's ``main()`` and exit with its status; an ``LtkdError`` is one line, ``NAME: error: ...``,
+    and status 2."""
+    try:
+        sys.exit(main())
+    except LtkdError as e:
+        print(f"{name}: error: {e}", file=sys.stderr)
+        sys.exit(2)

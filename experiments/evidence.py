@@ -77,7 +77,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "experiments"))
-from common import REPORT_KEYS, write_results  # noqa: E402
+from common import REPORT_KEYS, script_main, write_results  # noqa: E402
 
 from ltkd.errors import LtkdError  # noqa: E402
 
@@ -736,8 +736,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except LtkdError as e:
-        print(f"evidence.py: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    script_main(main, "evidence.py")

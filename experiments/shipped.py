@@ -32,13 +32,13 @@ import argparse
 import datetime as _dt
 import hashlib
 import json
-import sys
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from common import script_main
 from torch import nn
 
 from ltkd.checkpoint import atomic_write, save_model
@@ -302,8 +302,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except LtkdError as e:
-        print(f"shipped.py: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    script_main(main, "shipped.py")
