@@ -58,7 +58,7 @@ def test_a_changed_file_is_refused(tmp_path):
 
 
 def test_live_training_follows_the_recipe_and_a_saved_model_checks(tmp_path, monkeypatch):
-    monkeypatch.setitem(shipped.MODELS, "tiny", shipped.Spec("ce", 100, 1, n_max=30, model="cnn6x0.5"))
+    monkeypatch.setitem(shipped.MODELS, "tiny", shipped.Spec("ce", 100, 1, n_max=100, model="cnn6x0.5"))
     net, info = shipped.get("tiny", live=True, device="cpu")
     assert info["source"].startswith("trained here: ce, 1 epochs") and info["metrics"]["epochs"] == 1
     tr, te = shipped.data_for(shipped.MODELS["tiny"])
