@@ -488,7 +488,10 @@ TRAIN_IMAGES = {"lt100": 14886, "lt50": 16796, "lt100n500": 1236, "bal200": 2000
 
 def estimate(job: str) -> float:
     """Seconds for one seed of ``job``."""
-    done = [r["seconds"] for s in (*SEEDS, *EXTRA_SEEDS) if (r := record(job, s))]
+    # a finished seed's wall time, or its CPU time per thread where that is less (a run paused or slowed by other
+    # work on the machine)
+    done = [min(r["seconds"], r.get("cpu_seconds", math.inf) / r["machine"]["threads"])
+            for s in (*SEEDS, *EXTRA_SEEDS) if (r := record(job, s))]  # fmt: skip
     if done:
         return float(np.mean(done))
     j = JOBS[job]
