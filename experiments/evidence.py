@@ -34,8 +34,20 @@ and by :func:`load_table`.
   Stage 1 trains 30 epochs (the shipped backbones' schedule, at which CE's loss has levelled off; the profile's 6 stop
   while it still falls); stage 2 keeps the profile's 3 epochs of classifier re-training, which level off from a
   converged backbone (cRT's loss 0.51, 0.23, 0.22; 10 epochs changed overall accuracy by 0.2 points on seed 0).
+* LDAM-DRW trains under its authors' schedule, Cao et al.'s steps (lr ×0.01 at epoch 160 and again at 180 of 200,
+  class-balanced re-weighting from 160) scaled to the 30 epochs: steps at 24 and 27, re-weighting from 24. Under the
+  profile's cosine the re-weighted phase starts at lr ≈ 0.007 and its loss was still falling steeply when training
+  ended (68–93 % of its fall in the last 5 epochs), which is not the method the paper describes — its premise is that
+  the re-weighting fine-tunes a converged representation at a small constant rate. CE keeps the profile's cosine.
+* GCL's classifier stage is the authors' (``gcl_schedule2 = authors``: 30 epochs, batch 64, cosine from lr 0.002;
+  ``cifar_train_classifier.py``), for every GCL model (chapter 2's, chapter 3's, chapter 5's and 8's teachers): the
+  profile's 3 epochs at 0.02 leave its loss falling (0.485, 0.454, 0.432: 24–41 % of its fall in the last epoch),
+  and GCL's premise is a classifier re-balanced to convergence on a converged stage 1. Stage-2 mixup stays off (the
+  profile's), with its own row (the authors' α = 1).
 * GCL and GCL + H2T start from the same GCL stage 1; H2T (ρ = 0.25, the paper's default) is compared with its ρ = 0
-  control on the same backbone, at IF 100 and 50.
+  control on the same backbone, at IF 100 and 50. GCL + H2T and its control train H2T's stage 2 as its authors
+  (``h2t_schedule2 = authors``: 10 epochs, batch 128, from lr 0.02) — so GCL + H2T is compared with its ρ = 0 control,
+  not with GCL two-stage, whose classifier stage differs in schedule.
 * KD (chapter 4): a teacher clearly ahead of its students — cnn6 on all 60,000 images (15 epochs, one teacher, seed
   0, for every student seed), students cnn6x0.5 on 200 images per class, 30 epochs at batch 64.
 * Label revision and data selection (chapter 5): the paper's setting, a converged teacher trained on the students'
@@ -126,6 +138,13 @@ class Job:
     about: str = ""
 
 
+# LDAM-DRW under Cao et al.'s step schedule (lr x0.01 at 160 and again at 180 of 200 epochs, re-weighting from 160),
+# scaled to 30 epochs: steps at 24 and 27, re-weighting from 24 (the recipe's drw_at = 0.8)
+CAO_STEPS = (("schedule", "step"), ("milestones", (24, 27)))
+GCL2 = (("gcl_schedule2", "authors"),)  # GCL's classifier stage as the authors' (30 epochs, batch 64, from lr 0.002)
+H2T2 = (("h2t_schedule2", "authors"),)  # H2T's stage 2 as the authors' (10 epochs, batch 128, from lr 0.02)
+
+
 def _lt(method: str, **kw) -> Job:
     return Job("lt100", method, **kw)
 
@@ -140,15 +159,18 @@ JOBS: dict[str, Job] = {
     "lt100/crt": _lt("crt", parent="lt100/ce", about="cRT: CE's backbone, fresh classifier on class-balanced batches"),
     "lt100/cb": _lt("reweight", about="class-balanced re-weighting (Cui et al. 2019)"),
     "lt100/la": _lt("la", about="logit-adjusted loss (Menon et al. 2021), tau = 1"),
-    "lt100/ldam-drw": _lt("ldam-drw", about="LDAM with deferred re-weighting (Cao et al. 2019)"),
+    "lt100/ldam-drw": _lt("ldam-drw", stage1=CAO_STEPS, about="LDAM with deferred re-weighting (Cao et al. 2019), "
+                          "their step schedule scaled to 30 epochs"),
     "lt100/gcl-stage1": _lt("gcl-stage1", about="GCL stage 1: Gaussian clouded logits, cosine head"),
-    "lt100/gcl": _lt("gcl", parent="lt100/gcl-stage1", about="GCL two-stage (stage 2 without mixup)"),
-    "lt100/gcl-angular": _lt("gcl-angular", about="GCL's angular form, both stages"),
+    "lt100/gcl": _lt("gcl", parent="lt100/gcl-stage1", options=GCL2,
+                     about="GCL two-stage: the authors' classifier stage (stage 2 without mixup)"),
+    "lt100/gcl-angular": _lt("gcl-angular", options=GCL2, about="GCL's angular form, both stages"),
     # chapter 3: H2T on the same backbones, its rho = 0 controls, IF 100 and 50, and the ablation
     "lt100/h2t": _lt("h2t", parent="lt100/ce", options=(("fusion_ratio", 0.25),)),
     "lt100/h2t-rho0": _lt("h2t", parent="lt100/ce", options=(("fusion_ratio", 0.0),)),
-    "lt100/gcl-h2t": _lt("gcl-h2t", parent="lt100/gcl-stage1", options=(("fusion_ratio", 0.25),)),
-    "lt100/gcl-mix2": _lt("gcl", parent="lt100/gcl-stage1", options=(("gcl_mixup2", 1.0),)),
+    "lt100/gcl-h2t": _lt("gcl-h2t", parent="lt100/gcl-stage1", options=(("fusion_ratio", 0.25), *H2T2)),
+    "lt100/gcl-h2t-rho0": _lt("gcl-h2t", parent="lt100/gcl-stage1", options=(("fusion_ratio", 0.0), *H2T2)),
+    "lt100/gcl-mix2": _lt("gcl", parent="lt100/gcl-stage1", options=(("gcl_mixup2", 1.0), *GCL2)),
     "lt100/h2t-bn": _lt("h2t", parent="lt100/ce", options=(("fusion_ratio", 0.25), ("h2t_bn", "train"))),
     "lt100/h2t-bn-rho0": _lt("h2t", parent="lt100/ce", options=(("fusion_ratio", 0.0), ("h2t_bn", "train"))),
     "lt100/h2t-cbdonor": _lt("h2t", parent="lt100/ce",
@@ -167,8 +189,9 @@ JOBS: dict[str, Job] = {
     "lt50/h2t": Job("lt50", "h2t", parent="lt50/ce", options=(("fusion_ratio", 0.25),)),
     "lt50/h2t-rho0": Job("lt50", "h2t", parent="lt50/ce", options=(("fusion_ratio", 0.0),)),
     "lt50/gcl-stage1": Job("lt50", "gcl-stage1"),
-    "lt50/gcl": Job("lt50", "gcl", parent="lt50/gcl-stage1"),
-    "lt50/gcl-h2t": Job("lt50", "gcl-h2t", parent="lt50/gcl-stage1", options=(("fusion_ratio", 0.25),)),
+    "lt50/gcl": Job("lt50", "gcl", parent="lt50/gcl-stage1", options=GCL2),
+    "lt50/gcl-h2t": Job("lt50", "gcl-h2t", parent="lt50/gcl-stage1", options=(("fusion_ratio", 0.25), *H2T2)),
+    "lt50/gcl-h2t-rho0": Job("lt50", "gcl-h2t", parent="lt50/gcl-stage1", options=(("fusion_ratio", 0.0), *H2T2)),
     # chapter 4: a teacher that has seen all 60,000 images, students on 200 per class
     "full/teacher": Job("full", "ce", epochs=15, about="cnn6 on all 60,000 images (15 epochs), seed 0"),
     "bal200/alone": _student("bal200", "ce", about="the student alone"),
@@ -183,7 +206,7 @@ JOBS: dict[str, Job] = {
     "bal200/kd-ds-r0.7": _student("bal200", "kd-ds", "bal200/teacher", options=(("fraction", 0.7),)),
     # chapter 5, long-tailed: teachers on the students' 1,236 long-tailed images, one per seed
     "lt100n500/ce-teacher": Job("lt100n500", "ce", about="CE teacher on the 1,236 long-tailed images"),
-    "lt100n500/gcl-teacher": Job("lt100n500", "gcl", about="GCL two-stage teacher on the same images"),
+    "lt100n500/gcl-teacher": Job("lt100n500", "gcl", options=GCL2, about="GCL two-stage teacher on the same images"),
     "lt100n500/alone": _student("lt100n500", "ce"),
     **{f"lt100n500/{m}-gcl": _student("lt100n500", m, "lt100n500/gcl-teacher")
        for m in ("kd", "kd-lr", "kd-ds", "kd-lr-ds", "kd-lr-all", "kd-mix")},
@@ -225,12 +248,14 @@ TABLES: dict[str, Table] = {
     "ch3_h2t": Table(3, "H2T against its rho = 0 control on the same backbones, IF 100 and 50", (
         ("IF 100: CE + cRT", "lt100/crt"), ("IF 100: H2T", "lt100/h2t"), ("IF 100: H2T rho = 0", "lt100/h2t-rho0"),
         ("IF 100: GCL two-stage", "lt100/gcl"), ("IF 100: GCL + H2T", "lt100/gcl-h2t"),
-        ("IF 100: GCL, stage-2 mixup", "lt100/gcl-mix2"),
+        ("IF 100: GCL + H2T rho = 0", "lt100/gcl-h2t-rho0"), ("IF 100: GCL, stage-2 mixup", "lt100/gcl-mix2"),
         ("IF 50: CE", "lt50/ce"), ("IF 50: CE + cRT", "lt50/crt"), ("IF 50: H2T", "lt50/h2t"),
         ("IF 50: H2T rho = 0", "lt50/h2t-rho0"), ("IF 50: GCL stage 1", "lt50/gcl-stage1"),
-        ("IF 50: GCL two-stage", "lt50/gcl"), ("IF 50: GCL + H2T", "lt50/gcl-h2t")),
-        (("IF 100: H2T", "IF 100: H2T rho = 0"), ("IF 100: GCL + H2T", "IF 100: GCL two-stage"),
-         ("IF 50: H2T", "IF 50: H2T rho = 0"), ("IF 50: GCL + H2T", "IF 50: GCL two-stage"))),
+        ("IF 50: GCL two-stage", "lt50/gcl"), ("IF 50: GCL + H2T", "lt50/gcl-h2t"),
+        ("IF 50: GCL + H2T rho = 0", "lt50/gcl-h2t-rho0")),
+        (("IF 100: H2T", "IF 100: H2T rho = 0"), ("IF 100: GCL + H2T", "IF 100: GCL + H2T rho = 0"),
+         ("IF 100: GCL, stage-2 mixup", "IF 100: GCL two-stage"),
+         ("IF 50: H2T", "IF 50: H2T rho = 0"), ("IF 50: GCL + H2T", "IF 50: GCL + H2T rho = 0"))),
     "ch3_ablation": Table(3, "H2T's ingredients, each against its own rho = 0 control, IF 100", (
         ("H2T", "lt100/h2t"), ("rho = 0", "lt100/h2t-rho0"),
         ("BN training: H2T", "lt100/h2t-bn"), ("BN training: rho = 0", "lt100/h2t-bn-rho0"),
@@ -591,6 +616,7 @@ def train_job(job: str, seed: int, threads: int | None = None) -> dict:
         opts["teacher"] = load_weights(j.teacher, ts, data_for(JOBS[j.teacher].data)).to(dev)
         parents["teacher"] = {"job": j.teacher, "seed": ts, "sha256": record(j.teacher, ts)["weights_sha256"]}
     version = code_version()
+    load0 = os.getloadavg()[0]
     t0, c0 = time.perf_counter(), time.process_time()
     metrics, net = run(
         j.method,
@@ -610,6 +636,9 @@ def train_job(job: str, seed: int, threads: int | None = None) -> dict:
            "train_counts": metrics["train_counts"], "stage_epochs": metrics["stage_epochs"], "history": hist,
            "convergence": convergence(hist), "parents": parents, "code_version": version, "ltkd_tree": ltkd_tree(), "machine": machine(),
            "device": str(dev), "seconds": round(wall, 1), "cpu_seconds": round(cpu, 1),
+           # the 1-minute load average before and after: above the threads used, other work shared the cores and
+           # "seconds" is longer than the job takes on idle cores (the regeneration time counts idle rows only)
+           "load_average": [round(load0, 2), round(os.getloadavg()[0], 2)],
            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
            "command": f"python experiments/evidence.py --job {job} --seeds {seed}"}  # fmt: skip
     if job in {x.teacher for x in JOBS.values()}:  # a teacher: how much of its own training set it gets wrong
