@@ -89,9 +89,14 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "experiments"))
+sys.path.insert(0, str(ROOT))  # this checkout's ltkd, whose version code_version() records (not an installed copy)
 from common import REPORT_KEYS, script_main, write_results  # noqa: E402
 
+import ltkd  # noqa: E402
 from ltkd.errors import LtkdError  # noqa: E402
+
+if Path(ltkd.__file__).resolve().parent != ROOT / "ltkd":  # an ltkd imported before this module was, from elsewhere
+    raise ImportError(f"evidence.py records the version of {ROOT / 'ltkd'} but ltkd was imported from {ltkd.__file__}")
 
 STORE = ROOT / "experiments" / "results" / "evidence"
 SEEDS = (0, 1, 2)
