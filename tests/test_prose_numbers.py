@@ -8,8 +8,10 @@ For each chapter (``notebooks/0*.ipynb``) every decimal number in a markdown cel
 * a results file the chapter reads (a path ending in ``.json``, ``.csv`` or ``.md`` named in a code cell and
   present in the repository): its text, and each of its floats rendered as a fraction or a percentage at
   0–4 decimals;
-* :data:`PUBLISHED` (``tests/published_numbers.json``): numbers quoted from a paper or a library's documentation,
-  each with its citation, per chapter.
+* the published numbers (``tests/published_numbers/DOCUMENT.json``, e.g. ``02_gaussian_clouded_logits.json``,
+  ``reproduction.json``; ``common.json`` for every document): numbers quoted from a paper or a library's
+  documentation, or settings the package applies by default, each with its citation ``{"70.4": "Cao et al. 2019,
+  Table 2: CE, CIFAR-10-LT IF 100"}``.
 
 For a book page (``book/*.md``) the same holds with the files the page names (paths in its text) in place of the
 chapter's outputs and code.
@@ -36,7 +38,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((ROOT / "notebooks").glob("0*.ipynb"))
 PAGES = sorted((ROOT / "book").glob("*.md"))
-PUBLISHED_FILE = ROOT / "tests" / "published_numbers.json"
+PUBLISHED_DIR = ROOT / "tests" / "published_numbers"
 
 # a decimal number not inside a longer token (a version "2.14.1", a file "s0.json", an identifier "x0.5")
 NUMBER = re.compile(r"(?<![\w.])\d+\.\d+(?![\w]|\.\d)")
@@ -59,12 +61,16 @@ TO_BIND: dict[str, str] = {
 
 
 def _published() -> dict[str, dict[str, str]]:
-    """{document name or "*": {number: citation}} from tests/published_numbers.json."""
-    data = json.loads(PUBLISHED_FILE.read_text()) if PUBLISHED_FILE.is_file() else {}
-    for doc, numbers in data.items():
+    """{document name or "*": {number: citation}} from tests/published_numbers/*.json."""
+    data = {}
+    for f in sorted(PUBLISHED_DIR.glob("*.json")):
+        numbers = json.loads(f.read_text())
         for num, cite in numbers.items():
-            assert NUMBER.fullmatch(num), f"{PUBLISHED_FILE.name}: {doc}: {num!r} is not a decimal number"
-            assert isinstance(cite, str) and len(cite) > 8, f"{PUBLISHED_FILE.name}: {doc}: {num} needs its citation"
+            assert NUMBER.fullmatch(num), f"{f.name}: {num!r} is not a decimal number"
+            assert isinstance(cite, str) and len(cite) > 8, f"{f.name}: {num} needs its citation"
+        docs = [d.name for d in (*CHAPTERS, *PAGES) if d.stem == f.stem]
+        assert f.stem == "common" or docs, f"{f.name}: no chapter or page is named {f.stem}"
+        data["*" if f.stem == "common" else docs[0]] = numbers
     return data
 
 
