@@ -37,6 +37,27 @@ def test_convergence_per_stage_and_from_the_peak():
     assert c["crt"]["window"] == 1 and c["crt"]["converged"]
 
 
+def test_convergence_per_phase_where_the_objective_changes():
+    # LDAM-DRW's loss jumps when the class-balanced weights start (epoch 25 of 30): read as one curve the jump's
+    # recovery looks like a loss still falling; each phase is its own curve
+    before = [3.3, 2.2, 1.8, 1.6, 1.5, 1.4, 1.35, 1.3, 1.28, 1.26, 1.24, 1.22, 1.21, 1.2, 1.19, 1.18, 1.17, 1.165,
+              1.16, 1.155, 1.159, 1.139, 1.122, 1.151]  # fmt: skip
+    after = [2.541, 2.184, 2.006, 2.04, 2.022, 1.976]
+    h = _hist(before + after)
+    assert not ev.convergence(h)["stage1"]["converged"]
+    spec = {"method": "ldam-drw", "epochs": 30}
+    assert ev.phases_for(spec) == {"stage1": [24]} and ev.phases_for({"method": "ce", "epochs": 30}) == {}
+    c = ev.convergence(h, ev.phases_for(spec))
+    assert c["stage1"]["epochs"] == 24 and c["stage1"]["converged"]
+    assert c["stage1/phase2"]["epochs"] == 6 and c["stage1/phase2"]["fraction"] == pytest.approx(
+        0.046 / 0.565, abs=1e-3
+    )
+    assert c["stage1/phase2"]["converged"]
+    assert not ev.convergence(_hist(before + [2.5, 2.3, 2.1, 1.9, 1.7, 1.5]), ev.phases_for(spec))["stage1/phase2"][
+        "converged"
+    ]
+
+
 def test_interval_and_verdict():
     mean, lo, hi = ev.interval([2.0, 3.0, 4.0])  # sd 1: half-width t(0.975, 2) / sqrt(3)
     assert mean == 3.0 and lo == pytest.approx(3 - 4.302653 / 3**0.5, abs=1e-5) and hi > 5
