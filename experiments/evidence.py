@@ -95,9 +95,6 @@ from common import REPORT_KEYS, script_main, write_results  # noqa: E402
 import ltkd  # noqa: E402
 from ltkd.errors import LtkdError  # noqa: E402
 
-if Path(ltkd.__file__).resolve().parent != ROOT / "ltkd":  # an ltkd imported before this module was, from elsewhere
-    raise ImportError(f"evidence.py records the version of {ROOT / 'ltkd'} but ltkd was imported from {ltkd.__file__}")
-
 STORE = ROOT / "experiments" / "results" / "evidence"
 SEEDS = (0, 1, 2)
 EXTRA_SEEDS = (3, 4)
@@ -505,6 +502,64 @@ class TableView:
     def pairs(self, key: str = "overall") -> list[dict]:
         return [self.pair(a, b, key) for a, b in self.table.pairs]
 
+    # -- what a chapter shows ------------------------------------------------------------------------------------
+    def frame(self, keys: tuple[str, ...] = ("overall", "head", "middle", "tail")):
+        """The table as a chapter prints it: per row the seeds, then mean ± std (%) of each metric in ``keys``."""
+        import pandas as pd
+
+        out = []
+        for label, _ in self.table.rows:
+            row = {"row": label, "seeds": len(self.records[label])}
+            for key in keys:
+                v = 100 * np.array(list(self.values(label, key).values()))
+                row[key] = f"{v.mean():.2f} ± {v.std(ddof=1):.2f}" if len(v) > 1 else (f"{v[0]:.2f}" if len(v) else "")
+            out.append(row)
+        return pd.DataFrame(out).set_index("row")
+
+    def verdicts(self, key: str = "overall"):
+        """The pairs the chapter concludes on: a − b per seed (points), its mean and 95 % interval, the verdict."""
+        import pandas as pd
+
+        rows = [{"comparison": f"{p['a']} − {p['b']}", "seeds": len(p["seeds"]), "mean": f"{p['mean']:+.2f}",
+                 "95 % interval": f"[{p['lo']:+.2f}, {p['hi']:+.2f}]", "per seed": " ".join(f"{d:+.2f}" for d in p["diffs"]),
+                 "verdict": p["verdict"]} for p in self.pairs(key)]  # fmt: skip
+        return pd.DataFrame(rows).set_index("comparison")
+
+    def sentence(self, a: str, b: str, key: str = "overall") -> str:
+        """One verdict as prose: "KD − student alone: +1.23 points, 95 % interval [+0.40, +2.06] over 3 seeds: helps"."""
+        p = self.pair(a, b, key)
+        return (f"{a} − {b}: {p['mean']:+.2f} points, 95 % interval [{p['lo']:+.2f}, {p['hi']:+.2f}] over "
+                f"{len(p['seeds'])} seeds: {p['verdict']}")  # fmt: skip
+
+    def provenance(self) -> str:
+        """Where the numbers come from: data, seeds, code version, machine, threads, and the training time."""
+        rs = [r for x in self.records.values() for r in x]
+        if not rs:
+            return f"{self.name}: no rows yet (python experiments/evidence.py --tables {self.name})"
+        versions = sorted({r["code_version"][:10] for r in rs})
+        machines = sorted({f"{r['machine']['cpu']}, {r['machine']['threads']} threads, torch {r['machine']['torch']}"
+                           for r in rs})  # fmt: skip
+        data = sorted({r["data"]["about"] for r in rs})
+        seeds = sorted({r["seed"] for r in rs})
+        return (
+            f"{self.name}: {'; '.join(data)}; seeds {', '.join(map(str, seeds))}; code version "
+            f"{', '.join(versions)}; {'; '.join(machines)}; {sum(r['seconds'] for r in rs) / 60:.0f} min of "
+            f"training in {len(rs)} runs (experiments/results/evidence/, python experiments/evidence.py --report)"
+        )
+
+    def show(self, keys: tuple[str, ...] = ("overall", "head", "middle", "tail")) -> None:
+        """Print provenance, warnings, the table and its verdicts (what a chapter's evidence cell does)."""
+        import pandas as pd
+
+        print(self.provenance())
+        for w in self.warnings:
+            print("  !", w)
+        with pd.option_context("display.width", 200, "display.max_colwidth", 60):
+            print(self.frame(keys).to_string())
+            if self.table.pairs:
+                print()
+                print(self.verdicts().to_string())
+
 
 def load_table(name: str, allow_mixed: bool = False) -> TableView:
     """Table ``name`` from its files. Rows from more than one code version: LtkdError, unless ``allow_mixed``, and
@@ -771,6 +826,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{j:32s} seed {s}  ≈ {estimate(j) / 60:5.1f} min")
         print(f"{len(todo)} jobs, ≈ {total / 3600:.2f} h on 2 CPU cores (estimate)")
         return 0
+    if Path(ltkd.__file__).resolve().parent != ROOT / "ltkd":  # imported before this module was, from elsewhere
+        raise LtkdError(f"the rows record the version of {ROOT / 'ltkd'} but ltkd was imported from {ltkd.__file__}")
     if code_version() == "dirty" and not args.allow_dirty:
         raise LtkdError("ltkd/ has uncommitted changes: commit them first (every row records the code version)")
     do_commit = not args.no_commit and (ROOT / ".git").exists()

@@ -152,3 +152,16 @@ def test_code_version_ignores_plots_and_the_command_line_but_not_the_engine(monk
     assert ev.code_version() != v
     monkeypatch.setattr(ev, "_git", fake_git(base, " M ltkd/train.py"))
     assert ev.code_version() == "dirty"
+
+
+def test_what_a_chapter_prints_comes_from_the_files():
+    v = ev.load_table("ch2_methods", allow_mixed=True)
+    f = v.frame()
+    assert list(f.index) == [label for label, _ in ev.TABLES["ch2_methods"].rows]
+    ce = v.summary()[0]
+    if ce["n"] > 1:  # the committed CE rows
+        assert f.loc["CE", "overall"] == f"{ce['mean']:.2f} ± {ce['std']:.2f}"
+        p = v.pair("CE + cRT", "CE")
+        assert v.sentence("CE + cRT", "CE").endswith(f"over {len(p['seeds'])} seeds: {p['verdict']}")
+        assert f"[{p['lo']:+.2f}, {p['hi']:+.2f}]" in v.verdicts().loc["CE + cRT − CE", "95 % interval"]
+        assert ev.record("lt100/ce", 0)["code_version"][:10] in v.provenance()
