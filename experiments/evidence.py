@@ -98,6 +98,14 @@ from ltkd.errors import LtkdError  # noqa: E402
 STORE = ROOT / "experiments" / "results" / "evidence"
 SEEDS = (0, 1, 2)
 EXTRA_SEEDS = (3, 4)
+
+# Models that miss the convergence criterion, each with its measured reason. The criterion stays as it was set before
+# the runs; a table shows these seeds flagged (load_table's warnings), and a test holds this list to the files.
+UNCONVERGED: dict[tuple[str, int], str] = {
+    ("lt100/gcl", 2): "the classifier stage's loss fluctuates by about ±0.02 from epoch to epoch (clouds and the "
+    "class-balanced draw are random every batch) on a fall of 0.12, so one low last epoch (0.475 → 0.450) reads as "
+    "21 % of the fall in the last 5 epochs; a line fitted through them still falls 14 %",
+}
 LT_EPOCHS = 30  # stage 1 of every long-tailed backbone, teacher and student (module docstring)
 
 
@@ -584,7 +592,12 @@ def load_table(name: str, allow_mixed: bool = False) -> TableView:
             view.warnings.append(f"{label}: {len(rs)} of {len(t.seeds)} seeds")
         bad = [r["seed"] for r in rs if not all(c["converged"] for c in r["convergence"].values())]
         if bad:
-            view.warnings.append(f"{label}: not converged in seeds {bad}")
+            view.warnings.append(
+                f"{label}: not converged in seeds {bad}"
+                + "".join(
+                    f" (seed {s}: {UNCONVERGED[(t.job(label), s)]})" for s in bad if (t.job(label), s) in UNCONVERGED
+                )
+            )
     return view
 
 
