@@ -69,10 +69,6 @@ COMPILED = [(name, re.compile(p, re.IGNORECASE)) for name, p in HISTORY_PATTERNS
 CODE_CELLS_TO_FIX: dict[tuple[str, int], str] = {
     ("03_head_to_tail_fusion.ipynb", 37): 'table row label "fresh head (former recipe)": name the variant '
     '(e.g. "fresh head"), not its history',
-    ("05_label_revision_and_data_selection.ipynb", 22): 'prints "rows run later, on another machine": say which '
-    "rows come from which machine, as provenance, without 'later'",
-    ("05_label_revision_and_data_selection.ipynb", 37): "prints \"the paper's split loss, run later on another "
-    'machine" and "run on another machine" in the table note',
     ("08_putting_it_together.ipynb", 4): 'tempfile prefix "ltkd-ch09-" names a chapter number the book no '
     'longer has: use "ltkd-ch08-"',
     ("08_putting_it_together.ipynb", 15): "prints \"rows run later, on another machine\": provenance without 'later'",

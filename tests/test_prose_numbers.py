@@ -50,7 +50,6 @@ TO_BIND: dict[str, str] = {
     "02_gaussian_clouded_logits.ipynb": "numbers in its prose that it neither prints nor reads",
     "03_head_to_tail_fusion.ipynb": "numbers in its prose that it neither prints nor reads",
     "04_knowledge_distillation.ipynb": "numbers in its prose that it neither prints nor reads",
-    "05_label_revision_and_data_selection.ipynb": "numbers in its prose that it neither prints nor reads",
     "06_stacking_basic_units.ipynb": "numbers in its prose that it neither prints nor reads",
     "07_binary_filter_stacking.ipynb": "numbers in its prose that it neither prints nor reads",
     "08_putting_it_together.ipynb": "numbers in its prose that it neither prints nor reads",
