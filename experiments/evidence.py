@@ -551,8 +551,9 @@ class TableView:
         seeds = sorted({r["seed"] for r in rs})
         return (
             f"{self.name}: {'; '.join(data)}; seeds {', '.join(map(str, seeds))}; code version "
-            f"{', '.join(versions)}; {'; '.join(machines)}; {sum(r['seconds'] for r in rs) / 60:.0f} min of "
-            f"training in {len(rs)} runs (experiments/results/evidence/, python experiments/evidence.py --report)"
+            f"{', '.join(versions)}; {'; '.join(machines)}; {len(rs)} runs, "
+            f"{sum(r['cpu_seconds'] for r in rs) / 60:.0f} CPU-minutes of training "
+            "(experiments/results/evidence/, python experiments/evidence.py --report)"
         )
 
     def show(self, keys: tuple[str, ...] = ("overall", "head", "middle", "tail")) -> None:
