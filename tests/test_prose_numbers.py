@@ -46,14 +46,9 @@ FILE = re.compile(r"[\w./-]+\.(?:json|csv|md)\b")
 
 # documents whose prose is not yet bound to their outputs: name -> reason
 TO_BIND: dict[str, str] = {
-    "01_long_tailed_data.ipynb": "numbers in its prose that it neither prints nor reads",
-    "04_knowledge_distillation.ipynb": "numbers in its prose that it neither prints nor reads",
     "06_stacking_basic_units.ipynb": "numbers in its prose that it neither prints nor reads",
     "07_binary_filter_stacking.ipynb": "numbers in its prose that it neither prints nor reads",
     "08_putting_it_together.ipynb": "numbers in its prose that it neither prints nor reads",
-    "instructors.md": "numbers in its prose that it neither prints nor reads",
-    "intro.md": "numbers in its prose that it neither prints nor reads",
-    "reproduction.md": "numbers in its prose that it neither prints nor reads",
 }
 
 
