@@ -66,11 +66,7 @@ COMPILED = [(name, re.compile(p, re.IGNORECASE)) for name, p in HISTORY_PATTERNS
 
 # Code cells that still show words of the development. The chapters' code (and so their outputs) is
 # rewritten when they are re-executed; until then each hit is listed here with its reason.
-CODE_CELLS_TO_FIX: dict[tuple[str, int], str] = {
-    ("08_putting_it_together.ipynb", 4): 'tempfile prefix "ltkd-ch09-" names a chapter number the book no '
-    'longer has: use "ltkd-ch08-"',
-    ("08_putting_it_together.ipynb", 15): "prints \"rows run later, on another machine\": provenance without 'later'",
-}
+CODE_CELLS_TO_FIX: dict[tuple[str, int], str] = {}
 
 
 def hits_in(text: str) -> list[tuple[str, str]]:

@@ -45,11 +45,7 @@ NUMBER = re.compile(r"(?<![\w.])\d+\.\d+(?![\w]|\.\d)")
 FILE = re.compile(r"[\w./-]+\.(?:json|csv|md)\b")
 
 # documents whose prose is not yet bound to their outputs: name -> reason
-TO_BIND: dict[str, str] = {
-    "06_stacking_basic_units.ipynb": "numbers in its prose that it neither prints nor reads",
-    "07_binary_filter_stacking.ipynb": "numbers in its prose that it neither prints nor reads",
-    "08_putting_it_together.ipynb": "numbers in its prose that it neither prints nor reads",
-}
+TO_BIND: dict[str, str] = {}
 
 
 def _published() -> dict[str, dict[str, str]]:
