@@ -32,7 +32,7 @@ and by :func:`load_table`.
 
 * Long-tailed sets: Fashion-MNIST-LT (exp profile, the fixed seed-0 draw), IF 100 (14,886 images) and, for H2T, IF 50.
   Stage 1 trains 30 epochs (the shipped backbones' schedule, at which CE's loss has levelled off; the profile's 6 stop
-  while it still falls); stage 2 keeps the profile's 3 epochs of classifier re-training, which level off from a
+  while it still falls); cRT's stage 2 keeps the profile's 3 epochs of classifier re-training, which level off from a
   converged backbone (cRT's loss 0.51, 0.23, 0.22; 10 epochs changed overall accuracy by 0.2 points on seed 0).
 * LDAM-DRW trains under its authors' schedule, Cao et al.'s steps (lr ×0.01 at epoch 160 and again at 180 of 200,
   class-balanced re-weighting from 160) scaled to the 30 epochs: steps at 24 and 27, re-weighting from 24. Under the
