@@ -120,7 +120,9 @@ def test_python_in_the_text_compiles():
             for m in re.finditer(r"^(`{3,})python\n(.*?)^\1", text, re.MULTILINE | re.DOTALL):
                 blocks += 1
                 compile(m.group(2), f"{name} (a python block)", "exec")
-    assert blocks >= 5  # the chapters' solutions and the instructors' page show code
+    # not vacuous: some solution boxes and the instructors' page show code (most solutions are now code cells,
+    # which nbval executes)
+    assert blocks >= 3
 
 
 def test_edition_blocks_in_a_page():
