@@ -110,21 +110,21 @@ def accounted(token: str, sources: set[str]) -> bool:
     return False
 
 
-def _file_sources(paths: set[str], base: Path) -> tuple[set[str], list[str]]:
-    tokens, read = set(), []
+def _file_sources(paths: set[str], base: Path) -> set[str]:
+    """Number tokens of the repository files named in ``paths``: their text, and each JSON float as prose may state it."""
+    tokens = set()
     for name in sorted(paths):
         p = next((q for q in (ROOT / name, base / name, ROOT / "experiments" / name) if q.is_file()), None)
         if p is None or ROOT not in p.resolve().parents:
             continue
         text = p.read_text(errors="replace")
-        read.append(str(p.relative_to(ROOT)))
         tokens |= {_normal(t) for t in numbers_in(text)}
         if p.suffix == ".json":
             try:
                 tokens |= {r for x in _floats(json.loads(text)) for r in _renderings(x) if "." in r}
             except json.JSONDecodeError:
                 pass
-    return tokens, read
+    return tokens
 
 
 def _output_text(cell) -> str:
@@ -144,8 +144,7 @@ def unaccounted_in_chapter(nb, name: str, published: dict) -> list[tuple[int, st
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     outputs = "\n".join(_output_text(c) for c in nb.cells if c.cell_type == "code")
     sources = {_normal(t) for t in numbers_in(code) | numbers_in(outputs)}
-    files, _ = _file_sources(set(FILE.findall(code)), ROOT / "notebooks")
-    sources |= files
+    sources |= _file_sources(set(FILE.findall(code)), ROOT / "notebooks")
     sources |= {_normal(n) for n in {**published.get("*", {}), **published.get(name, {})}}
     missing = []
     for i, c in enumerate(nb.cells):
@@ -156,7 +155,7 @@ def unaccounted_in_chapter(nb, name: str, published: dict) -> list[tuple[int, st
 
 def unaccounted_in_page(text: str, name: str, published: dict) -> list[tuple[int, str]]:
     """(line, number) for every decimal number of a book page not in the files it names nor in PUBLISHED."""
-    sources, _ = _file_sources(set(FILE.findall(text)), ROOT / "book")
+    sources = _file_sources(set(FILE.findall(text)), ROOT / "book")
     sources |= {_normal(n) for n in {**published.get("*", {}), **published.get(name, {})}}
     missing = []
     for i, line in enumerate(text.splitlines(), 1):
@@ -209,7 +208,8 @@ def test_code_settings_and_published_numbers_are_accounted_for():
     assert unaccounted_in_chapter(nb, "x.ipynb", {"x.ipynb": {"70.36": "Cao et al. 2019, Table 2"}}) == [(0, "1.25")]
 
 
-def test_numbers_of_a_file_read_are_accounted_for(tmp_path):
+def test_numbers_of_a_file_read_are_accounted_for():
+    # the probe lives in the repository: only files inside it count as read
     rel = "tests/_prose_numbers_probe.json"
     f = ROOT / rel
     f.write_text(json.dumps({"overall": 0.86553, "ratio": 3.7012}))
