@@ -515,17 +515,16 @@ class TableView:
 
     # -- what a chapter shows ------------------------------------------------------------------------------------
     def frame(self, keys: tuple[str, ...] = ("overall", "head", "middle", "tail")):
-        """The table as a chapter prints it: per row the seeds, then mean ± std (%) of each metric in ``keys``."""
+        """The table as a chapter prints it: per row the seeds, then mean ± std (%) of each metric in ``keys``
+        (:meth:`summary`'s numbers)."""
         import pandas as pd
 
-        out = []
-        for label, _ in self.table.rows:
-            row = {"row": label, "seeds": len(self.records[label])}
-            for key in keys:
-                v = 100 * np.array(list(self.values(label, key).values()))
-                row[key] = f"{v.mean():.2f} ± {v.std(ddof=1):.2f}" if len(v) > 1 else (f"{v[0]:.2f}" if len(v) else "")
-            out.append(row)
-        return pd.DataFrame(out).set_index("row")
+        rows = {label: {"seeds": len(self.records[label])} for label, _ in self.table.rows}
+        for key in keys:
+            for r in self.summary(key):
+                cell = f"{r['mean']:.2f} ± {r['std']:.2f}" if r["n"] > 1 else f"{r['mean']:.2f}" if r["n"] else ""
+                rows[r["row"]][key] = cell
+        return pd.DataFrame.from_dict(rows, orient="index").rename_axis("row")
 
     def verdicts(self, key: str = "overall"):
         """The pairs the chapter concludes on: a − b per seed (points), its mean and 95 % interval, the verdict."""
