@@ -238,6 +238,12 @@ JOBS: dict[str, Job] = {
     **{f"lt100/{s}-{h}": _lt(m, model=f"evidence-{s}", epochs=15, parent=f"lt100/{s}-ce" if m == "crt" else None,
                                teacher="lt100/gcl" if h.startswith("kd") else None)
        for s in ("tn-m4", "bs-m16k8") for h, m in (("ce", "ce"), ("crt", "crt"), ("kd", "kd"), ("kd-lr-ds", "kd-lr-ds"))},
+    # the answers to chapters 4's and 8's exercises (after every verdict row in the plan)
+    "bal200/kd-full-T1": _student("bal200", "kd", "full/teacher", teacher_seed=0, options=(("T", 1.0),)),
+    "bal200/kd-full-T8": _student("bal200", "kd", "full/teacher", teacher_seed=0, options=(("T", 8.0),)),
+    "bal200/dkd-full-alpha0": _student("bal200", "dkd", "full/teacher", teacher_seed=0, options=(("alpha", 0.0),)),
+    "lt100/tn-m4-kd-ce": _lt("kd", model="evidence-tn-m4", epochs=15, teacher="lt100/ce",
+                             about="the stacked-units student distilled from the CE backbone instead of GCL"),
     # chapters 6 and 7: the compact-network sweeps, 400 images per class, batch 32
     **{f"bal400/{n}": Job("bal400", "ce", model=f"evidence-{n}", batch=32)
        for n in ("tn-resnet-dense", "tn-resnet-m4", "tn-resnet-m2", "tn-resnet-r-m4", "tn-vgg-dense", "tn-vgg-m4",
@@ -327,6 +333,17 @@ TABLES: dict[str, Table] = {
         ("stack m=32 k=8", "bal400/bs-m32k8"), ("stack m=128 k=16", "bal400/bs-m128k16"),
         ("stack m=16 k=4", "bal400/bs-m16k4")),
         (("stack m=32 k=16", "plain binary"), ("full precision", "stack m=32 k=16"))),
+    # exercises' answers: last in the plan, so every verdict row lands first
+    "ch4_exercises": Table(4, "Chapter 4's exercises: KD's temperature and DKD without its target term", (
+        ("student alone", "bal200/alone"), ("KD, T = 4", "bal200/kd-full"), ("KD, T = 1", "bal200/kd-full-T1"),
+        ("KD, T = 8", "bal200/kd-full-T8"), ("DKD", "bal200/dkd-full"), ("DKD, alpha = 0", "bal200/dkd-full-alpha0")),
+        (("KD, T = 1", "KD, T = 4"), ("KD, T = 8", "KD, T = 4"), ("DKD, alpha = 0", "student alone"),
+         ("DKD, alpha = 0", "DKD"))),
+    "ch8_exercises": Table(8, "Chapter 8's exercise: the stacked-units student of a CE teacher", (
+        ("CE teacher", "lt100/ce"), ("GCL teacher", "lt100/gcl"), ("stacked units: CE + cRT", "lt100/tn-m4-crt"),
+        ("stacked units: KD, GCL teacher", "lt100/tn-m4-kd"), ("stacked units: KD, CE teacher", "lt100/tn-m4-kd-ce")),
+        (("stacked units: KD, CE teacher", "stacked units: KD, GCL teacher"),
+         ("stacked units: KD, CE teacher", "stacked units: CE + cRT"))),
 }  # fmt: skip
 
 
