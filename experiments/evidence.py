@@ -647,6 +647,11 @@ def estimate(job: str) -> float:
             for s in (*SEEDS, *EXTRA_SEEDS) if (r := record(job, s))]  # fmt: skip
     if done:
         return float(np.mean(done))
+    return prior_estimate(job)
+
+
+def prior_estimate(job: str) -> float:
+    """Seconds for one seed of ``job`` as ``--plan`` estimates it before any seed has run (from :data:`SPEED`)."""
     j = JOBS[job]
     speed = SPEED.get(j.model, 900)
     epochs = 3 if j.parent else j.epochs + (3 if j.method in ("gcl", "gcl-angular", "crt", "h2t") else 0)
@@ -667,9 +672,9 @@ def table_seeds(name: str) -> dict[str, tuple[int, ...]]:
     return need
 
 
-def plan(tables: list[str]) -> list[tuple[str, int]]:
-    """The (job, seed) pairs still to train for ``tables``, parents and teachers first, in table order."""
-    todo: list[tuple[str, int]] = []
+def needed(tables: list[str]) -> list[tuple[str, int]]:
+    """Every (job, seed) ``tables`` need, trained or not, parents and teachers first, in table order."""
+    out: list[tuple[str, int]] = []
 
     def add(job: str, seed: int) -> None:
         j = JOBS[job]
@@ -677,14 +682,19 @@ def plan(tables: list[str]) -> list[tuple[str, int]]:
             add(j.parent, seed)
         if j.teacher:
             add(j.teacher, seed if j.teacher_seed is None else j.teacher_seed)
-        if record(job, seed) is None and (job, seed) not in todo:
-            todo.append((job, seed))
+        if (job, seed) not in out:
+            out.append((job, seed))
 
     for name in tables:
         for label, seeds in table_seeds(name).items():
             for s in seeds:
                 add(TABLES[name].job(label), s)
-    return todo
+    return out
+
+
+def plan(tables: list[str]) -> list[tuple[str, int]]:
+    """The (job, seed) pairs still to train for ``tables``, parents and teachers first, in table order."""
+    return [(job, seed) for job, seed in needed(tables) if record(job, seed) is None]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -818,6 +828,29 @@ def report(tables: list[str], key: str = "overall") -> str:
     return "\n".join(lines)
 
 
+def cost(tables: list[str]) -> dict:
+    """What the grid has cost and what is left: the runs done (their wall seconds, and their CPU seconds per
+    thread — what a run takes on cores nothing else uses), ``--plan``'s estimate of the same runs before any ran,
+    and the estimate of the runs still missing; hours, on the machine each row records."""
+    runs = needed(tables)
+    done = [(j, s, r) for j, s in runs if (r := record(j, s))]
+    todo = [(j, s) for j, s in runs if record(j, s) is None]
+    hours = lambda sec: round(sec / 3600, 2)  # noqa: E731
+    loaded = [r for _, _, r in done if max(r.get("load_average") or [0]) > r["machine"]["threads"] + 0.5]
+    return {
+        "tables": tables,
+        "runs_done": len(done),
+        "runs_missing": len(todo),
+        "measured_wall_hours": hours(sum(r["seconds"] for _, _, r in done)),
+        "measured_cpu_per_thread_hours": hours(sum(r["cpu_seconds"] / r["machine"]["threads"] for _, _, r in done)),
+        "plan_estimate_of_done_hours": hours(sum(prior_estimate(j) for j, _, _ in done)),
+        "runs_with_load_above_threads": len(loaded),
+        "missing_estimate_hours": hours(sum(estimate(j) for j, _ in todo)),
+        "machines": sorted({f"{r['machine']['cpu']}, {r['machine']['threads']} threads" for _, _, r in done}),
+        "command": "python experiments/evidence.py --cost",
+    }
+
+
 def stability(tables: list[str], do_commit: bool) -> dict:
     """Seed 0 of every verdict row again with another thread count; drift beside the row's seed spread."""
     out = {}
@@ -851,6 +884,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plan", action="store_true", help="print what is missing and its estimated cost")
     ap.add_argument("--report", action="store_true", help="print every table with paired differences")
     ap.add_argument("--stability", action="store_true", help="rerun seed 0 of verdict rows with other threads")
+    ap.add_argument("--cost", action="store_true", help="hours measured so far against --plan's estimate (to "
+                    "experiments/results/evidence/cost.json)")
     ap.add_argument("--job", default=None, help="train this job only (with --seeds)")
     ap.add_argument("--seeds", type=int, nargs="+", default=None)
     ap.add_argument("--no-commit", action="store_true", help="write the files without committing them")
@@ -860,6 +895,12 @@ def main(argv: list[str] | None = None) -> int:
     _register_models()
     if args.report:
         print(report(args.tables))
+        return 0
+    if args.cost:
+        doc = cost(args.tables)
+        print(json.dumps(doc, indent=1, ensure_ascii=False))
+        if args.tables == list(TABLES):
+            write_results(STORE / "cost.json", doc, end="\n")
         return 0
     todo = [(args.job, s) for s in (args.seeds or SEEDS)] if args.job else plan(args.tables)
     if args.plan:
