@@ -122,6 +122,15 @@ UNCONVERGED: dict[tuple[str, int], str] = {
     ("lt50/h2t-rho0", 2): "the loss falls 0.018 in the whole stage (0.176 → 0.159) and sits at 0.165–0.168 for "
     "epochs 5–9 before one low last epoch (0.168 → 0.159, 51 % of the fall); the epoch-to-epoch noise of this "
     "flat stage (±0.004) is as large as the step",
+    ("lt50/gcl-h2t-rho0", 1): "the gcl-h2t stage's loss falls 0.062 in the whole stage (0.483 → 0.421) and over its second half "
+    "moves between 0.417 and 0.430 from epoch to epoch, so a last step of 0.009 (0.430 → 0.421) reads as "
+    "14 % of the fall; the other seeds end at 0.396, 0.407",
+    ("lt100/h2t-cbdonor", 1): "the h2t stage's loss falls 0.066 in the whole stage (0.431 → 0.365) and over its second half moves "
+    "between 0.356 and 0.379 from epoch to epoch, so a last step of 0.014 (0.379 → 0.365) reads as 21 % "
+    "of the fall; the other seeds end at 0.403, 0.392",
+    ("lt100/h2t-rho0.1", 1): "the h2t stage's loss falls 0.044 in the whole stage (0.248 → 0.203) and over its second half moves "
+    "between 0.203 and 0.215 from epoch to epoch, so a last step of 0.011 (0.215 → 0.203) reads as 26 % "
+    "of the fall; the other seeds end at 0.223, 0.227",
 }
 LT_EPOCHS = 30  # stage 1 of every long-tailed backbone, teacher and student (module docstring)
 
