@@ -113,6 +113,27 @@ UNCONVERGED: dict[tuple[str, int], str] = {
     ("lt100/gcl-h2t-rho0", 1): "GCL's clouded stage-2 loss moves by about ±0.01 from epoch to epoch (0.442 to 0.466 "
     "over the last six epochs) on a fall of 0.080, so one low last epoch (0.459 → 0.449) reads as 13 % of the fall; "
     "seeds 0 and 2 pass by the same noise the other way",
+    ("lt50/h2t", 2): "H2T's fused stage-2 loss moves by about ±0.014 from epoch to epoch over the second half of "
+    "the stage (0.304 to 0.329) on a fall of 0.076, so a last step of 0.008 (0.311 → 0.303) reads as 11 % of the "
+    "fall, against a limit of 10 %; seeds 0 and 1 end at 0.312 and 0.334",
+    ("lt50/h2t-rho0", 1): "the re-trained classifier's loss on CE's converged IF-50 backbone falls only 0.007 in the "
+    "whole stage (0.173 → 0.166) and moves by about ±0.002 between epochs, so a last step of 0.002 reads as 29 % of "
+    "the fall",
+    ("lt50/h2t-rho0", 2): "the loss falls 0.018 in the whole stage (0.176 → 0.159) and sits at 0.165–0.168 for "
+    "epochs 5–9 before one low last epoch (0.168 → 0.159, 51 % of the fall); the epoch-to-epoch noise of this "
+    "flat stage (±0.004) is as large as the step",
+    ("lt50/gcl-h2t-rho0", 1): "the gcl-h2t stage's loss falls 0.062 in the whole stage (0.483 → 0.421) and over its second half "
+    "moves between 0.417 and 0.430 from epoch to epoch, so a last step of 0.009 (0.430 → 0.421) reads as "
+    "14 % of the fall; the other seeds end at 0.396, 0.407",
+    ("lt100/h2t-cbdonor", 1): "the h2t stage's loss falls 0.066 in the whole stage (0.431 → 0.365) and over its second half moves "
+    "between 0.356 and 0.379 from epoch to epoch, so a last step of 0.014 (0.379 → 0.365) reads as 21 % "
+    "of the fall; the other seeds end at 0.403, 0.392",
+    ("lt100/h2t-rho0.1", 1): "the h2t stage's loss falls 0.044 in the whole stage (0.248 → 0.203) and over its second half moves "
+    "between 0.203 and 0.215 from epoch to epoch, so a last step of 0.011 (0.215 → 0.203) reads as 26 % "
+    "of the fall; the other seeds end at 0.223, 0.227",
+    ("lt100/mix-h2t-rho0", 1): "the h2t stage's loss falls 0.062 in the whole stage (0.312 → 0.250) and over its second half moves "
+    "between 0.250 and 0.262 from epoch to epoch, so a last step of 0.012 (0.262 → 0.250) reads as 20 % "
+    "of the fall; the other seeds end at 0.253, 0.26",
 }
 LT_EPOCHS = 30  # stage 1 of every long-tailed backbone, teacher and student (module docstring)
 
@@ -229,6 +250,12 @@ JOBS: dict[str, Job] = {
     **{f"lt100/{s}-{h}": _lt(m, model=f"evidence-{s}", epochs=15, parent=f"lt100/{s}-ce" if m == "crt" else None,
                                teacher="lt100/gcl" if h.startswith("kd") else None)
        for s in ("tn-m4", "bs-m16k8") for h, m in (("ce", "ce"), ("crt", "crt"), ("kd", "kd"), ("kd-lr-ds", "kd-lr-ds"))},
+    # the answers to chapters 4's and 8's exercises (after every verdict row in the plan)
+    "bal200/kd-full-T1": _student("bal200", "kd", "full/teacher", teacher_seed=0, options=(("T", 1.0),)),
+    "bal200/kd-full-T8": _student("bal200", "kd", "full/teacher", teacher_seed=0, options=(("T", 8.0),)),
+    "bal200/dkd-full-alpha0": _student("bal200", "dkd", "full/teacher", teacher_seed=0, options=(("alpha", 0.0),)),
+    "lt100/tn-m4-kd-ce": _lt("kd", model="evidence-tn-m4", epochs=15, teacher="lt100/ce",
+                             about="the stacked-units student distilled from the CE backbone instead of GCL"),
     # chapters 6 and 7: the compact-network sweeps, 400 images per class, batch 32
     **{f"bal400/{n}": Job("bal400", "ce", model=f"evidence-{n}", batch=32)
        for n in ("tn-resnet-dense", "tn-resnet-m4", "tn-resnet-m2", "tn-resnet-r-m4", "tn-vgg-dense", "tn-vgg-m4",
@@ -318,6 +345,17 @@ TABLES: dict[str, Table] = {
         ("stack m=32 k=8", "bal400/bs-m32k8"), ("stack m=128 k=16", "bal400/bs-m128k16"),
         ("stack m=16 k=4", "bal400/bs-m16k4")),
         (("stack m=32 k=16", "plain binary"), ("full precision", "stack m=32 k=16"))),
+    # exercises' answers: last in the plan, so every verdict row lands first
+    "ch4_exercises": Table(4, "Chapter 4's exercises: KD's temperature and DKD without its target term", (
+        ("student alone", "bal200/alone"), ("KD, T = 4", "bal200/kd-full"), ("KD, T = 1", "bal200/kd-full-T1"),
+        ("KD, T = 8", "bal200/kd-full-T8"), ("DKD", "bal200/dkd-full"), ("DKD, alpha = 0", "bal200/dkd-full-alpha0")),
+        (("KD, T = 1", "KD, T = 4"), ("KD, T = 8", "KD, T = 4"), ("DKD, alpha = 0", "student alone"),
+         ("DKD, alpha = 0", "DKD"))),
+    "ch8_exercises": Table(8, "Chapter 8's exercise: the stacked-units student of a CE teacher", (
+        ("CE teacher", "lt100/ce"), ("GCL teacher", "lt100/gcl"), ("stacked units: CE + cRT", "lt100/tn-m4-crt"),
+        ("stacked units: KD, GCL teacher", "lt100/tn-m4-kd"), ("stacked units: KD, CE teacher", "lt100/tn-m4-kd-ce")),
+        (("stacked units: KD, CE teacher", "stacked units: KD, GCL teacher"),
+         ("stacked units: KD, CE teacher", "stacked units: CE + cRT"))),
 }  # fmt: skip
 
 
@@ -621,6 +659,11 @@ def estimate(job: str) -> float:
             for s in (*SEEDS, *EXTRA_SEEDS) if (r := record(job, s))]  # fmt: skip
     if done:
         return float(np.mean(done))
+    return prior_estimate(job)
+
+
+def prior_estimate(job: str) -> float:
+    """Seconds for one seed of ``job`` as ``--plan`` estimates it before any seed has run (from :data:`SPEED`)."""
     j = JOBS[job]
     speed = SPEED.get(j.model, 900)
     epochs = 3 if j.parent else j.epochs + (3 if j.method in ("gcl", "gcl-angular", "crt", "h2t") else 0)
@@ -641,9 +684,9 @@ def table_seeds(name: str) -> dict[str, tuple[int, ...]]:
     return need
 
 
-def plan(tables: list[str]) -> list[tuple[str, int]]:
-    """The (job, seed) pairs still to train for ``tables``, parents and teachers first, in table order."""
-    todo: list[tuple[str, int]] = []
+def needed(tables: list[str]) -> list[tuple[str, int]]:
+    """Every (job, seed) ``tables`` need, trained or not, parents and teachers first, in table order."""
+    out: list[tuple[str, int]] = []
 
     def add(job: str, seed: int) -> None:
         j = JOBS[job]
@@ -651,14 +694,19 @@ def plan(tables: list[str]) -> list[tuple[str, int]]:
             add(j.parent, seed)
         if j.teacher:
             add(j.teacher, seed if j.teacher_seed is None else j.teacher_seed)
-        if record(job, seed) is None and (job, seed) not in todo:
-            todo.append((job, seed))
+        if (job, seed) not in out:
+            out.append((job, seed))
 
     for name in tables:
         for label, seeds in table_seeds(name).items():
             for s in seeds:
                 add(TABLES[name].job(label), s)
-    return todo
+    return out
+
+
+def plan(tables: list[str]) -> list[tuple[str, int]]:
+    """The (job, seed) pairs still to train for ``tables``, parents and teachers first, in table order."""
+    return [(job, seed) for job, seed in needed(tables) if record(job, seed) is None]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -792,6 +840,29 @@ def report(tables: list[str], key: str = "overall") -> str:
     return "\n".join(lines)
 
 
+def cost(tables: list[str]) -> dict:
+    """What the grid has cost and what is left: the runs done (their wall seconds, and their CPU seconds per
+    thread — what a run takes on cores nothing else uses), ``--plan``'s estimate of the same runs before any ran,
+    and the estimate of the runs still missing; hours, on the machine each row records."""
+    runs = needed(tables)
+    done = [(j, s, r) for j, s in runs if (r := record(j, s))]
+    todo = [(j, s) for j, s in runs if record(j, s) is None]
+    hours = lambda sec: round(sec / 3600, 2)  # noqa: E731
+    loaded = [r for _, _, r in done if max(r.get("load_average") or [0]) > r["machine"]["threads"] + 0.5]
+    return {
+        "tables": tables,
+        "runs_done": len(done),
+        "runs_missing": len(todo),
+        "measured_wall_hours": hours(sum(r["seconds"] for _, _, r in done)),
+        "measured_cpu_per_thread_hours": hours(sum(r["cpu_seconds"] / r["machine"]["threads"] for _, _, r in done)),
+        "plan_estimate_of_done_hours": hours(sum(prior_estimate(j) for j, _, _ in done)),
+        "runs_with_load_above_threads": len(loaded),
+        "missing_estimate_hours": hours(sum(estimate(j) for j, _ in todo)),
+        "machines": sorted({f"{r['machine']['cpu']}, {r['machine']['threads']} threads" for _, _, r in done}),
+        "command": "python experiments/evidence.py --cost",
+    }
+
+
 def stability(tables: list[str], do_commit: bool) -> dict:
     """Seed 0 of every verdict row again with another thread count; drift beside the row's seed spread."""
     out = {}
@@ -825,6 +896,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plan", action="store_true", help="print what is missing and its estimated cost")
     ap.add_argument("--report", action="store_true", help="print every table with paired differences")
     ap.add_argument("--stability", action="store_true", help="rerun seed 0 of verdict rows with other threads")
+    ap.add_argument("--cost", action="store_true", help="hours measured so far against --plan's estimate (to "
+                    "experiments/results/evidence/cost.json)")
     ap.add_argument("--job", default=None, help="train this job only (with --seeds)")
     ap.add_argument("--seeds", type=int, nargs="+", default=None)
     ap.add_argument("--no-commit", action="store_true", help="write the files without committing them")
@@ -834,6 +907,12 @@ def main(argv: list[str] | None = None) -> int:
     _register_models()
     if args.report:
         print(report(args.tables))
+        return 0
+    if args.cost:
+        doc = cost(args.tables)
+        print(json.dumps(doc, indent=1, ensure_ascii=False))
+        if args.tables == list(TABLES):
+            write_results(STORE / "cost.json", doc, end="\n")
         return 0
     todo = [(args.job, s) for s in (args.seeds or SEEDS)] if args.job else plan(args.tables)
     if args.plan:

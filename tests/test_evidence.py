@@ -110,6 +110,23 @@ def test_plan_puts_parents_and_teachers_first_and_adds_seeds_where_three_leave_d
     assert need["CE + cRT"] == need["CE"] == (0, 1, 2, 3, 4) and need["LDAM-DRW"] == (0, 1, 2)
 
 
+def test_cost_counts_every_run_a_table_needs_parents_included(tmp_path, monkeypatch):
+    monkeypatch.setattr(ev, "STORE", tmp_path)
+    for job, sec, cpu, load in (("lt100/gcl-stage1", 3600, 7200, 1.9), ("lt100/gcl", 1800, 1800, 3.5)):
+        _fake(tmp_path, job, 0, 0.8)
+        rec = json.loads((tmp_path / job / "s0.json").read_text())
+        rec |= {"seconds": sec, "cpu_seconds": cpu, "load_average": [load, 2.0],
+                "machine": {"cpu": "X", "threads": 2}}  # fmt: skip
+        (tmp_path / job / "s0.json").write_text(json.dumps(rec))
+    c = ev.cost(["ch8_pipeline"])
+    # the GCL teacher's stage 1 is no row of the table but its parent: counted
+    assert c["runs_done"] == 2 and c["runs_missing"] == len(ev.plan(["ch8_pipeline"]))
+    assert c["measured_wall_hours"] == 1.5 and c["measured_cpu_per_thread_hours"] == 1.25
+    assert c["runs_with_load_above_threads"] == 1
+    prior = ev.prior_estimate("lt100/gcl-stage1") + ev.prior_estimate("lt100/gcl")
+    assert c["plan_estimate_of_done_hours"] == round(prior / 3600, 2)
+
+
 def test_every_job_and_table_is_well_formed():
     ev._register_models()
     from ltkd.methods import get_method
