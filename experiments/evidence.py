@@ -131,6 +131,9 @@ UNCONVERGED: dict[tuple[str, int], str] = {
     ("lt100/h2t-rho0.1", 1): "the h2t stage's loss falls 0.044 in the whole stage (0.248 → 0.203) and over its second half moves "
     "between 0.203 and 0.215 from epoch to epoch, so a last step of 0.011 (0.215 → 0.203) reads as 26 % "
     "of the fall; the other seeds end at 0.223, 0.227",
+    ("lt100/mix-h2t-rho0", 1): "the h2t stage's loss falls 0.062 in the whole stage (0.312 → 0.250) and over its second half moves "
+    "between 0.250 and 0.262 from epoch to epoch, so a last step of 0.012 (0.262 → 0.250) reads as 20 % "
+    "of the fall; the other seeds end at 0.253, 0.26",
 }
 LT_EPOCHS = 30  # stage 1 of every long-tailed backbone, teacher and student (module docstring)
 
