@@ -9,8 +9,8 @@ after the other, in the ``quick`` profile; its wall time, the CPU time of the ke
 before and after, the threads, CPU and torch version are written to ``experiments/results/chapter_times.json``
 after each chapter. A chapter's row counts as measured on idle cores only when the load average before it was
 below one: with other work on the machine the time is longer than a reader's, and the row says so
-(``idle: false``). Chapter 5 runs with ``LTKD_THREADS=1``, the thread count of its results file's rows, so that its
-live run repeats a row of that file exactly.
+(``idle: false``). Chapter 5 runs with ``LTKD_THREADS=1``: its prose quotes numbers of its live runs, which can
+change with the thread count.
 """
 
 from __future__ import annotations
