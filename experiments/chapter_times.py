@@ -7,8 +7,9 @@
 Each chapter is executed whole, as a reader's Jupyter would (``jupyter nbconvert --to notebook --execute``), one
 after the other, in the ``quick`` profile; its wall time, the CPU time of the kernel, the 1-minute load average
 before and after, the threads, CPU and torch version are written to ``experiments/results/chapter_times.json``
-after each chapter. A chapter's row counts as measured on idle cores only when the load average before it was
-below one: with other work on the machine the time is longer than a reader's, and the row says so
+after each chapter. A chapter's row counts as measured on idle cores only when the other processes on the machine
+used less CPU time during it than a tenth of its wall time (Linux's /proc/stat; elsewhere, when the load average
+before it was below one): with other work on the machine the time is longer than a reader's, and the row says so
 (``idle: false``). Chapter 5 runs with ``LTKD_THREADS=1``: its prose quotes numbers of its live runs, which can
 change with the thread count.
 """
@@ -38,9 +39,22 @@ def chapters() -> dict[str, Path]:
     return {p.name[:2]: p for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))}
 
 
+def busy_seconds() -> float | None:
+    """CPU seconds every process on the machine has used since boot (Linux's /proc/stat), or None elsewhere."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except OSError:
+        return None
+    user, nice, system = (int(x) for x in fields[:3])
+    return (user + nice + system) / os.sysconf("SC_CLK_TCK")
+
+
 def execute(nb: Path, env: dict[str, str], timeout: int) -> dict:
-    """Execute ``nb`` in place; its wall seconds, the kernel's CPU seconds and the load average around it."""
+    """Execute ``nb`` in place; its wall seconds, the kernel's CPU seconds, the load average around it, and the
+    CPU seconds other processes used meanwhile (``idle``: under a tenth of the wall time, where that is known;
+    else a load average below one before the chapter)."""
     load0 = os.getloadavg()[0]
+    busy0 = busy_seconds()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     cmd = [sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute", "--inplace",
@@ -51,8 +65,12 @@ def execute(nb: Path, env: dict[str, str], timeout: int) -> dict:
     if done.returncode:
         raise LtkdError(f"{nb.name} failed to execute:\n{done.stderr[-2000:]}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    busy1 = busy_seconds()
+    others = None if busy0 is None or busy1 is None else max(0.0, busy1 - busy0 - cpu)
     return {"wall_seconds": round(wall, 1), "cpu_seconds": round(cpu, 1),
-            "load_average": [round(load0, 2), round(os.getloadavg()[0], 2)], "idle": load0 < 1.0}  # fmt: skip
+            "load_average": [round(load0, 2), round(os.getloadavg()[0], 2)],
+            "other_cpu_seconds": None if others is None else round(others, 1),
+            "idle": load0 < 1.0 if others is None else others < 0.1 * wall}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
