@@ -253,7 +253,7 @@ JOBS: dict[str, Job] = {
     **{f"lt100/{s}-{h}": _lt(m, model=f"evidence-{s}", epochs=15, parent=f"lt100/{s}-ce" if m == "crt" else None,
                                teacher="lt100/gcl" if h.startswith("kd") else None)
        for s in ("tn-m4", "bs-m16k8") for h, m in (("ce", "ce"), ("crt", "crt"), ("kd", "kd"), ("kd-lr-ds", "kd-lr-ds"))},
-    # the answers to chapters 4's and 8's exercises (after every verdict row in the plan)
+    # the answers to the exercises of chapters 4 and 8 (after every verdict row in the plan)
     "bal200/kd-full-T1": _student("bal200", "kd", "full/teacher", teacher_seed=0, options=(("T", 1.0),)),
     "bal200/kd-full-T8": _student("bal200", "kd", "full/teacher", teacher_seed=0, options=(("T", 8.0),)),
     "bal200/dkd-full-alpha0": _student("bal200", "dkd", "full/teacher", teacher_seed=0, options=(("alpha", 0.0),)),
@@ -848,8 +848,9 @@ def cost(tables: list[str]) -> dict:
     thread — what a run takes on cores nothing else uses), ``--plan``'s estimate of the same runs before any ran,
     and the estimate of the runs still missing; hours, on the machine each row records."""
     runs = needed(tables)
-    done = [(j, s, r) for j, s in runs if (r := record(j, s))]
-    todo = [(j, s) for j, s in runs if record(j, s) is None]
+    recs = {(j, s): record(j, s) for j, s in runs}
+    done = [(j, s, r) for (j, s), r in recs.items() if r]
+    todo = [js for js, r in recs.items() if r is None]
     hours = lambda sec: round(sec / 3600, 2)  # noqa: E731
     loaded = [r for _, _, r in done if max(r.get("load_average") or [0]) > r["machine"]["threads"] + 0.5]
     return {
